@@ -1,0 +1,1 @@
+"""Rampart l1_mock."""
