@@ -11,12 +11,35 @@ so resolving it costs the same after one move as after thirty.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from contracts_spec.errors import SpecError
-from contracts_spec.types import PPM, Address, Preset, Root, Seconds
+from contracts_spec import codec, witness
+from contracts_spec.crypto import keccak
+from contracts_spec.errors import (
+    BadProof,
+    DecodeError,
+    InvalidBatch,
+    InvalidTransaction,
+    SpecError,
+    WitnessError,
+)
+from contracts_spec.merkle import list_root, verify_list_proof, verify_withdrawal_proof
+from contracts_spec.stf import BridgeView
+from contracts_spec.types import (
+    PPM,
+    Address,
+    BatchData,
+    BatchHeader,
+    Globals,
+    Hash32,
+    Preset,
+    Root,
+    Seconds,
+    SignedOrder,
+    WithdrawalLeaf,
+)
 
 # --- errors: a refused move changes nothing -------------------------------------------------
 
@@ -347,3 +370,174 @@ def compute_payout(game: Game, preset: Preset) -> Payout:
     if game.status == Status.REFUNDED:
         return Payout(game.challenger_bond, game.sequencer_bond, 0, 0)
     raise GameError("an open game pays nothing yet")
+
+
+# --- the one-step proof ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderProof:
+    index: int  # the order's index in the batch's signed orders
+    order: bytes  # codec.encode_signed_order
+    proof: tuple[Hash32, ...]  # list proof against the header's orders_root
+
+
+@dataclass(frozen=True, slots=True)
+class StepProof:
+    """What a step submits: transaction `lo` proven against the header's tx_root, the signed
+    orders it names proven against the orders_root, and the state witness against the pre-root."""
+
+    tx: bytes  # codec.encode_tx
+    tx_proof: tuple[Hash32, ...]
+    order_count: int  # the orders list's length (the orders_root commits to it)
+    orders: tuple[OrderProof, ...]
+    witness: bytes
+
+
+def verify_step_inputs(game: Game, header: BatchHeader, proof: StepProof) -> tuple[codec.Tx, dict[int, SignedOrder]]:
+    """The transaction and orders of a step, each proven against the header; BadProof otherwise."""
+    try:
+        tx = codec.decode_tx(proof.tx)
+        orders = {p.index: codec.decode_signed_order(p.order) for p in proof.orders}
+    except DecodeError as exc:
+        raise BadProof(f"undecodable step input: {exc}") from exc
+    # Verify the transaction is the batch's transaction number lo
+    verify_list_proof(header.tx_root, header.tx_count, game.lo, codec.tx_hash(tx), proof.tx_proof)
+    # Verify each order is the batch's order at its index
+    for p in proof.orders:
+        verify_list_proof(header.orders_root, proof.order_count, p.index, codec.signed_order_hash(orders[p.index]), p.proof)
+    return tx, orders
+
+
+def compute_step_outcome(
+    game: Game, header: BatchHeader, proof: StepProof | None, bridge: BridgeView, preset: Preset
+) -> Root | None:
+    """The post-root of transaction `lo` from the agreed pre-root, None if the spec rejects it.
+
+    Raises WitnessError (BadProof, WitnessIncomplete) when the evidence does not suffice: the
+    step is refused and nothing changes, so leaving a leaf out can never win a game.
+    """
+    # Verify the header is the disputed batch's and one transaction is left
+    if header.tx_count != game.tx_count:
+        raise BadProof("header does not match the game")
+    if get_phase(game) != Phase.STEP:
+        raise WrongMove("the one-step proof needs an interval of one transaction")
+    if is_padding_step(game):
+        return game.lo_root
+    if proof is None:
+        raise BadProof("a step inside the batch needs a proof")
+    tx, orders = verify_step_inputs(game, header, proof)
+    try:
+        return witness.execute_one_step(preset, game.lo_root, proof.witness, tx, orders, bridge, header.time)
+    except InvalidTransaction:
+        return None
+
+
+# --- posting: what the base layer accepts -----------------------------------------------------
+
+
+class BadParent(InvalidBatch):
+    pass
+
+
+class BadBatchTime(InvalidBatch):
+    pass
+
+
+class BadBatchData(InvalidBatch):
+    pass
+
+
+class HeaderMismatch(InvalidBatch):
+    """The header does not match what its data or its post-state's globals say."""
+
+
+class ForcedInclusionMissed(InvalidBatch):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """The valid head the next batch must build on (at genesis: index -1, the genesis root)."""
+
+    index: int
+    post_root: Root
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    data: BatchData
+    globals: Globals
+
+
+def verify_batch(
+    preset: Preset,
+    header: BatchHeader,
+    data: bytes,
+    globals_proof: bytes,
+    parent: Parent,
+    block_time: int,
+    deposit_time: Callable[[int], int | None],
+    forced_time: Callable[[int], int | None],
+) -> Posting:
+    """Every check the base layer makes on a posted batch, so every accepted batch is decodable
+    and provable. `deposit_time(i)` / `forced_time(i)` give the queue entry's time (None: none)."""
+    # Verify the batch builds on the valid head
+    if header.index != parent.index + 1 or header.prev_root != parent.post_root:
+        raise BadParent(f"batch must be index {parent.index + 1} on root 0x{parent.post_root.hex()}")
+    # Verify the header time: not below the parent's, within the lag of the block time
+    if not (max(parent.time, block_time - preset.max_time_lag) <= header.time <= block_time):
+        raise BadBatchTime(f"header time {header.time} outside [max(parent, block - lag), block {block_time}]")
+    # Verify the data is bounded and is what the header commits to
+    if len(data) > preset.max_batch_bytes:
+        raise BadBatchData(f"{len(data)} bytes of data exceed {preset.max_batch_bytes}")
+    if keccak(data) != header.data_hash:
+        raise HeaderMismatch("data hash does not match the header")
+    try:
+        body = codec.decode_batch_data(data, max_txs=preset.max_batch_txs)
+    except (DecodeError, InvalidBatch) as exc:
+        raise BadBatchData(f"undecodable batch data: {exc}") from exc
+    # Verify the count and both roots recompute from the data
+    if header.tx_count != len(body.txs):
+        raise HeaderMismatch(f"header says {header.tx_count} transactions, data holds {len(body.txs)}")
+    if header.tx_root != list_root([codec.tx_hash(tx) for tx in body.txs]):
+        raise HeaderMismatch("tx_root does not match the data")
+    if header.orders_root != list_root([codec.signed_order_hash(o) for o in body.orders]):
+        raise HeaderMismatch("orders_root does not match the data")
+    # Verify an empty batch changes nothing
+    if not body.txs and header.post_root != header.prev_root:
+        raise HeaderMismatch("an empty batch must keep its parent's root")
+    g = read_post_globals(header, globals_proof)
+    # Verify no deposit or forced request older than the delay is left unconsumed
+    due = block_time - preset.forced_inclusion_delay
+    for name, queued in (("deposit", deposit_time(g.deposits_consumed)), ("forced", forced_time(g.forced_consumed))):
+        if queued is not None and queued <= due:
+            raise ForcedInclusionMissed(f"{name} queued at {queued} is past the forced-inclusion delay")
+    return Posting(body, g)
+
+
+def read_post_globals(header: BatchHeader, globals_proof: bytes) -> Globals:
+    """The post-state's globals leaf, proven against the post root, matching the header's claims."""
+    try:
+        g = witness.read_globals(header.post_root, globals_proof)
+    except WitnessError as exc:
+        raise HeaderMismatch(f"bad proof of the post-state's globals: {exc}") from exc
+    # Verify the header's queue positions and withdrawal root are the post-state's
+    claimed = (header.deposits_consumed, header.forced_consumed, header.withdrawal_root)
+    if claimed != (g.deposits_consumed, g.forced_consumed, witness.globals_withdrawal_root(g)):
+        raise HeaderMismatch("queue positions or withdrawal root differ from the post-state's globals")
+    return g
+
+
+# --- withdrawals --------------------------------------------------------------------------------
+
+
+def compute_withdrawal_leaf_hash(leaf: WithdrawalLeaf) -> Hash32:
+    return keccak(codec.encode_withdrawal_leaf(leaf))
+
+
+def verify_withdrawal(root: Root, count: int, leaf: WithdrawalLeaf, proof: Sequence[Hash32]) -> None:
+    """BadProof unless `leaf` is in the withdrawal tree of `count` leaves with this root."""
+    verify_withdrawal_proof(root, count, leaf.index, compute_withdrawal_leaf_hash(leaf), proof)
+
