@@ -513,6 +513,20 @@ def test_partial_tree_refuses_to_open_opaque_nodes() -> None:
     assert partial.get(k["F"]) is None  # absent: its path ends at C's leaf
 
 
+def test_keys_differing_only_in_the_last_bit() -> None:
+    zero, one, far = bytes(32), bytes(31) + b"\x01", key_with_prefix("1")
+    full = SparseMerkleTree.from_items([(zero, b"0"), (one, b"1"), (far, b"f")])
+    assert sorted(leaf_depths(full)) == [1, 256, 256]
+    proof = full.prove(one)
+    verify_proof(full.root(), one, b"1", proof)
+    partial = SparseMerkleTree.from_multiproof(full.root(), proof)
+    for key, value in [(one, b""), (zero, b""), (one, b"back"), (zero, b"z")]:
+        full.set(key, value)
+        partial.set(key, value)
+        assert partial.root() == full.root()
+    assert sorted(leaf_depths(full)) == [1, 256, 256]
+
+
 # --- ordered list root ---------------------------------------------------------------------
 
 
