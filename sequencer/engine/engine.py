@@ -1,0 +1,440 @@
+"""The in-process engine: books + risk + liquidation index + funding, emitting spec transactions.
+
+Every call appends what it emits to one ordered output (`take()` hands it over): a `Fill` per
+trade (order ids where the batch puts indices), and the spec's Deposit, Cancel, CancelAll,
+OraclePrice, FundingTick and Liquidate. IOC/FOK remainders, self-trade prevention, stale
+quotes and liquidation cancels are engine policy and emit nothing. No clock, no randomness,
+no set iteration: the same calls give the same output, byte for byte.
+Hot path, guarded by bench/engine.py: `place` and `cancel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from heapq import heappop, heappush
+from typing import Any
+
+from contracts_spec.crypto import keccak
+from contracts_spec.stf import funding_rate_ppm
+from contracts_spec.types import (
+    INDEX_SCALE,
+    INSURANCE_FUND,
+    PPM,
+    SYSTEM_ACCOUNTS,
+    Cancel,
+    CancelAll,
+    Deposit,
+    FundingTick,
+    Genesis,
+    Liquidate,
+    Market,
+    MarketParams,
+    OraclePrice,
+    OracleReport,
+    SignedOrder,
+    TimeInForce,
+)
+from sequencer.engine.book import Book, Resting, Stp
+from sequencer.engine.liquidation import LiquidationIndex
+from sequencer.engine.risk import AccountRisk, Reject, Risk, compute_owed
+
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_POST_ONLY = TimeInForce.POST_ONLY
+_EXPIRE_MAKER = Stp.EXPIRE_MAKER
+
+
+class Engine:
+    """One sequencer's matching engine over every market of a genesis."""
+
+    def __init__(self, markets: Iterable[MarketParams], genesis_time: int = 0) -> None:
+        self.risk = Risk(tuple(markets), genesis_time)
+        self.books: dict[int, Book] = {mid: Book(mid) for mid in self.risk.markets}
+        self.index = LiquidationIndex(self.risk)
+        self.seen: set[bytes] = set()  # every order id ever accepted: an id trades under one order
+        self.expiries: list[tuple[int, int, Resting]] = []  # (expiry, seq, order) of resting GTT orders
+        self.seq = 0
+        self.deposits = 0  # the next bridge deposit-queue index
+        self.fund_orders: dict[bytes, Resting] = {}  # engine orders for the insurance fund, by id
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis) -> Engine:
+        return cls(genesis.markets, genesis.genesis_time)
+
+    # --- output ------------------------------------------------------------------------------
+
+    @property
+    def out(self) -> list[Any]:
+        return self.risk.out
+
+    def take(self) -> list[Any]:
+        """Everything emitted since the last take, in order."""
+        events = self.risk.out
+        self.risk.out = []
+        return events
+
+    # --- orders (hot path: bench/engine.py) --------------------------------------------------
+
+    def place(
+        self,
+        signed: SignedOrder,
+        order_id: bytes,
+        stp: Stp = _EXPIRE_MAKER,
+        now: int = 0,
+        market: bool = False,
+    ) -> Reject | None:
+        """Accept, match and maybe rest one signed order; None if accepted, else the reason.
+
+        `order_id` is the EIP-712 digest intake computed; `market=True` makes it a market
+        order: it never rests and its limit is tightened to the oracle band's edge. The
+        signature was checked at intake, never here.
+        """
+        order = signed.order
+        risk = self.risk
+        mkt = risk.markets.get(order.market)
+        # Verify the order can be placed at all
+        if mkt is None:
+            return Reject.UNKNOWN_MARKET
+        if order_id in self.seen:
+            return Reject.DUPLICATE_ORDER
+        lots = order.lots
+        price = order.price
+        if lots <= 0 or price <= 0 or order.account in SYSTEM_ACCOUNTS:
+            return Reject.INVALID_ORDER
+        expiry = order.expiry
+        if expiry and now > expiry:
+            return Reject.EXPIRED
+        if self.expiries and self.expiries[0][0] < now:
+            self.expire(now)
+        acct = risk.accounts.get(order.account)
+        if acct is None:
+            acct = risk.account(order.account)
+        if order.nonce < acct.nonce_floor:
+            return Reject.CANCELLED
+        # Verify the oracle price can back a trade, and the limit lies within its band
+        if mkt.oracle <= 0 or mkt.oracle_time + mkt.staleness < now:
+            return Reject.STALE_ORACLE
+        is_buy = order.is_buy
+        tif = order.tif
+        if market:
+            if tif == _POST_ONLY:
+                return Reject.INVALID_ORDER
+            limit = (price if price < mkt.hi else mkt.hi) if is_buy else (price if price > mkt.lo else mkt.lo)
+            rests = False
+        else:
+            if (price > mkt.hi) if is_buy else (price < mkt.lo):
+                return Reject.PRICE_BAND
+            limit = price
+            rests = tif == _GTC or tif == _POST_ONLY
+        book = self.books[mkt.id]
+        if tif == _POST_ONLY and book.would_cross(is_buy, limit):
+            return Reject.POST_ONLY_WOULD_CROSS
+        pos = acct.positions.get(mkt.id)
+        if pos is None:
+            pos = risk.position(acct, mkt)
+        # Verify a reduce-only order faces a position it reduces
+        if order.reduce_only and (pos.lots >= 0 if is_buy else pos.lots <= 0):
+            return Reject.REDUCE_ONLY
+        client_id = order.client_id
+        if client_id and client_id in acct.clients:
+            return Reject.DUPLICATE_CLIENT_ID
+        taker = Resting(
+            order_id, order.account, mkt.id, is_buy, limit, lots, expiry, order.nonce, client_id,
+            order.reduce_only, tif == _POST_ONLY, pos, signed,
+        )
+        reason = risk.admit(taker, limit)
+        if reason is not None:
+            return reason
+        if tif == _FOK and not book.fillable(taker, limit, stp, now, risk):
+            return Reject.FOK_UNFILLABLE
+        self.seen.add(order_id)
+        if (tif == _POST_ONLY or book.match(taker, limit, stp, now, risk)) and taker.remaining and rests:
+            book.add(taker)
+            risk.rest(taker)
+            if expiry:
+                self.seq += 1
+                heappush(self.expiries, (expiry, self.seq, taker))
+        return None
+
+    def cancel(self, account: bytes, order_id: bytes, tx: Cancel | None = None) -> Reject | None:
+        """Cancel one resting order; a user-signed `tx` is emitted, an engine cancel is not."""
+        acct = self.risk.accounts.get(account)
+        order = acct.orders.get(order_id) if acct is not None else None
+        if order is None:
+            return Reject.UNKNOWN_ORDER
+        if tx is not None and (tx.account != account or tx.order_id != order_id):
+            return Reject.WRONG_ACCOUNT
+        self._remove(order)
+        if tx is not None:
+            self.risk.out.append(tx)
+        return None
+
+    def cancel_client(self, account: bytes, client_id: int, tx: Cancel | None = None) -> Reject | None:
+        """Cancel by the client's own id."""
+        acct = self.risk.accounts.get(account)
+        order = acct.clients.get(client_id) if acct is not None and client_id else None
+        if order is None:
+            return Reject.UNKNOWN_ORDER
+        return self.cancel(account, order.id, tx)
+
+    def cancel_all(self, account: bytes, market: int | None = None, tx: CancelAll | None = None) -> int | Reject:
+        """Cancel every resting order of the account (in one market, if given); return how many.
+
+        With a signed CancelAll the account's nonce floor rises and every order below it is
+        cancelled, in every market, and the transaction is emitted.
+        """
+        acct = self.risk.account(account)
+        if tx is not None:
+            if tx.account != account or market is not None:
+                return Reject.WRONG_ACCOUNT
+            # Verify the floor rises, as process_cancel_all does
+            if tx.nonce_floor <= acct.nonce_floor:
+                return Reject.BAD_NONCE
+            acct.nonce_floor = tx.nonce_floor
+            doomed = [o for o in acct.orders.values() if o.nonce < tx.nonce_floor]
+        else:
+            doomed = [o for o in acct.orders.values() if market is None or o.market == market]
+        for order in doomed:
+            self._remove(order)
+        if tx is not None:
+            self.risk.out.append(tx)
+        return len(doomed)
+
+    def replace(
+        self,
+        account: bytes,
+        old_id: bytes,
+        signed: SignedOrder,
+        order_id: bytes,
+        stp: Stp = _EXPIRE_MAKER,
+        now: int = 0,
+        tx: Cancel | None = None,
+    ) -> Reject | None:
+        """Cancel `old_id` and place `signed` in its stead.
+
+        The new order keeps the old one's place in the queue only when it is the same market,
+        side and price, rests (GTC or post-only) and is no larger than what the old one had
+        left; otherwise it is placed afresh at the back. The old order is gone either way,
+        even if the new one is refused.
+        """
+        acct = self.risk.accounts.get(account)
+        old = acct.orders.get(old_id) if acct is not None else None
+        if old is None:
+            return Reject.UNKNOWN_ORDER
+        new = signed.order
+        if new.account != account or (tx is not None and (tx.account != account or tx.order_id != old_id)):
+            return Reject.WRONG_ACCOUNT
+        if tx is not None:
+            self.risk.out.append(tx)
+        keeps = (
+            new.market == old.market and new.is_buy == old.is_buy and new.price == old.price
+            and 0 < new.lots <= old.remaining and new.tif in (_GTC, _POST_ONLY)
+            and order_id not in self.seen and not (new.expiry and now > new.expiry)
+            and new.nonce >= acct.nonce_floor
+            and not (new.reduce_only and (old.pos.lots >= 0 if new.is_buy else old.pos.lots <= 0))
+            and not (new.client_id and new.client_id != old.client_id and new.client_id in acct.clients)
+        )
+        if not keeps:
+            self._remove(old)
+            return self.place(signed, order_id, stp, now)
+        # Same slot, smaller order: exposure only shrinks, so no new margin check is needed.
+        self.risk.drop(old)
+        old.id = order_id
+        old.signed = signed
+        old.remaining = new.lots
+        old.expiry = new.expiry
+        old.nonce = new.nonce
+        old.client_id = new.client_id
+        old.reduce_only = new.reduce_only
+        old.post_only = new.tif == _POST_ONLY
+        self.risk.rest(old)
+        self.seen.add(order_id)
+        if new.expiry:
+            self.seq += 1
+            heappush(self.expiries, (new.expiry, self.seq, old))
+        return None
+
+    def order(self, account: bytes, order_id: bytes) -> Resting | None:
+        """A resting order of the account, or None."""
+        acct = self.risk.accounts.get(account)
+        return acct.orders.get(order_id) if acct is not None else None
+
+    def expire(self, now: int) -> None:
+        """Drop resting orders whose expiry has passed (now > expiry). Emits nothing."""
+        heap = self.expiries
+        while heap and heap[0][0] < now:
+            expiry, _, order = heappop(heap)
+            if order.remaining and order.expiry == expiry:
+                self._remove(order)
+
+    def _remove(self, order: Resting) -> None:
+        self.risk.drop(order)
+        self.books[order.market].cancel(order)
+
+    # --- money, prices, funding ---------------------------------------------------------------
+
+    def deposit(self, account: bytes, amount: int, queue_index: int | None = None) -> Reject | None:
+        """Credit a bridge deposit (the next in the queue) and emit its Deposit."""
+        # Verify what process_deposit verifies: the next index, a positive amount, a user account
+        if queue_index is not None and queue_index != self.deposits:
+            return Reject.BAD_NONCE
+        if amount <= 0 or account in SYSTEM_ACCOUNTS:
+            return Reject.INVALID_AMOUNT
+        acct = self.risk.account(account)
+        acct.collateral += amount
+        if acct.liq_q is not None:
+            acct.liq_q += PPM * amount
+        self.risk.out.append(Deposit(self.deposits))
+        self.deposits += 1
+        return None
+
+    def set_oracle(
+        self, market: int, price: int, time: int, reports: Iterable[OracleReport] = ()
+    ) -> Reject | None:
+        """A new oracle price (its reports checked at intake): emit it, then liquidate.
+
+        Liquidations run at `time`: the Liquidate transactions need a batch time no later
+        than the oracle's time plus the market's staleness.
+        """
+        mkt = self.risk.markets.get(market)
+        if mkt is None:
+            return Reject.UNKNOWN_MARKET
+        # Verify what process_oracle_price verifies of the price itself
+        if price <= 0:
+            return Reject.INVALID_AMOUNT
+        if time <= mkt.oracle_time:
+            return Reject.ORACLE_NOT_MONOTONIC
+        if mkt.max_move and mkt.oracle and abs(price - mkt.oracle) * PPM > mkt.max_move * mkt.oracle:
+            return Reject.ORACLE_MOVE_TOO_LARGE
+        mkt.set_oracle(price, time)
+        self.risk.out.append(OraclePrice(market, time, tuple(reports)))
+        self._liquidate(self.index.scan(mkt), time)
+        return None
+
+    def funding_tick(self, market: int, now: int) -> Reject | None:
+        """Emit the market's FundingTick if its interval has passed; the spec sets the rate."""
+        mkt = self.risk.markets.get(market)
+        if mkt is None:
+            return Reject.UNKNOWN_MARKET
+        # Verify what process_funding_tick verifies
+        if now < mkt.last_funding_time + mkt.interval:
+            return Reject.FUNDING_TOO_EARLY
+        if not mkt.is_fresh(now):
+            return Reject.STALE_ORACLE
+        rate = funding_rate_ppm(self.market_record(market))
+        delta = rate * mkt.oracle * mkt.k * INDEX_SCALE // PPM
+        self.risk.apply_funding(mkt, delta, now)
+        self.risk.out.append(FundingTick(market))
+        self._liquidate(self.index.drain(), now)
+        return None
+
+    def tick(self, now: int) -> None:
+        """Time passes: expire orders, and tick funding in every market that is due."""
+        self.expire(now)
+        for mkt in self.risk.markets.values():
+            if now >= mkt.last_funding_time + mkt.interval and mkt.is_fresh(now):
+                self.funding_tick(mkt.id, now)
+
+    # --- liquidation ------------------------------------------------------------------------
+
+    def liquidations(self, now: int) -> int:
+        """Liquidate every account the index knows to be below maintenance; return how many.
+
+        Oracle updates and funding ticks run this themselves; call it after anything else that
+        may have queued accounts (a risk-reducing trade may end below maintenance).
+        """
+        found = self.index.drain()
+        for acct in list(self.index.critical):
+            if acct not in found and self.risk.is_liquidatable(acct):
+                found.append(acct)
+        return self._liquidate(found, now)
+
+    def _liquidate(self, accounts: list[AccountRisk], now: int) -> int:
+        """Cancel the accounts' orders, then hand their positions to the fund, market by market.
+
+        Each Liquidate is emitted only while the account is still below maintenance (the spec
+        refuses a healthy one) and only at a fresh oracle price, at that price. Socialised
+        losses may push other accounts under: those are taken in the next round.
+        """
+        risk = self.risk
+        done = 0
+        handled: set[int] = set()
+        while accounts:
+            for acct in accounts:
+                if id(acct) in handled:
+                    continue
+                handled.add(id(acct))
+                for order in list(acct.orders.values()):
+                    self._remove(order)
+                for mid in sorted(acct.positions):
+                    pos = acct.positions[mid]
+                    if not pos.lots:
+                        continue
+                    if not risk.is_liquidatable(acct):
+                        break
+                    mkt = pos.mkt
+                    if not mkt.is_fresh(now):
+                        continue
+                    lots = abs(pos.lots)
+                    risk.out.append(Liquidate(acct.address, mid, lots, mkt.oracle))
+                    risk.apply_liquidation(pos, lots, mkt.oracle)
+                done += 1
+                risk.touch(acct)
+            accounts = [a for a in self.index.drain() if id(a) not in handled]
+        return done
+
+    def unwind_fund(self, now: int, stp: Stp = _EXPIRE_MAKER) -> int:
+        """Trade the insurance fund's inherited positions back toward zero; return lots filled.
+
+        Each is an engine order for the fund: immediate-or-cancel, reduce-only, limited to the
+        band's edge. TODO: these carry no signature, so the batcher cannot yet post their
+        fills; the spec needs a sequencer-signed (or unsigned, fund-only) order form first.
+        """
+        risk = self.risk
+        filled = 0
+        for mid in sorted(risk.fund.positions):
+            pos = risk.fund.positions[mid]
+            mkt = pos.mkt
+            if not pos.lots or not mkt.is_fresh(now):
+                continue
+            is_buy = pos.lots < 0
+            self.seq += 1
+            order_id = keccak(b"rampart/fund-unwind" + self.seq.to_bytes(8, "big"))
+            limit = mkt.hi if is_buy else mkt.lo
+            want = abs(pos.lots)
+            order = Resting(order_id, INSURANCE_FUND, mid, is_buy, limit, want, 0, self.seq, 0,
+                            True, False, pos, None, True)
+            risk.admit(order, limit)  # the fund is a system account: margin is never its limit
+            self.fund_orders[order_id] = order
+            self.books[mid].match(order, limit, stp, now, risk)
+            filled += want - order.remaining
+        return filled
+
+    # --- views ------------------------------------------------------------------------------
+
+    def market_record(self, market: int) -> Market:
+        """The market as the spec's record (what the STF's state holds for it)."""
+        m = self.risk.markets[market]
+        return Market(
+            m.params, m.oracle, m.oracle_time, m.funding_index, m.loss_index,  # type: ignore[arg-type]
+            m.premium_sum, m.premium_lots, m.last_funding_time, m.oi,  # type: ignore[arg-type]
+        )
+
+    def account_summary(self, account: bytes) -> dict[str, Any]:
+        """Collateral, positions, value and requirements of one account, from the live state."""
+        risk = self.risk
+        acct = risk.account(account)
+        return {
+            "collateral": acct.collateral,
+            "positions": {
+                mid: (p.lots, p.funding_index, p.loss_index) for mid, p in sorted(acct.positions.items()) if p.lots
+            },
+            "owed": {mid: compute_owed(p) for mid, p in sorted(acct.positions.items()) if p.lots},
+            "value": risk.value(acct),
+            "initial": risk.requirement(acct, False),
+            "maintenance": risk.requirement(acct, True),
+            "nonce_floor": acct.nonce_floor,
+            "orders": len(acct.orders),
+        }
+
