@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from l1_mock import errors
 from l1_mock.chain import Chain, parse_address
@@ -18,7 +19,7 @@ from l1_mock.models import AccountRow, BatchDataRow, BatchRow, CanonicalRow, Cha
 
 
 def get_chain(request: Request) -> Chain:
-    return request.app.state.chain  # type: ignore[no-any-return]
+    return request.app.state.chain
 
 
 ChainDep = Annotated[Chain, Depends(get_chain)]
@@ -170,7 +171,7 @@ def create_app(chain: Chain) -> FastAPI:
     return app
 
 
-def _chain(s: Any) -> ChainRow:
+def _chain(s: Session) -> ChainRow:
     row = s.get(ChainRow, 1)
     assert row is not None
-    return row  # type: ignore[no-any-return]
+    return row

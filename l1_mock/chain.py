@@ -116,11 +116,13 @@ class Chain:
         self.settings = settings
         self.sessions = make_sessionmaker(engine)
         self.lock = threading.Lock()
+        # Verify unsafe settings are refused outside dev (before anything is written)
+        if settings.manual_time and genesis is not None and not genesis.preset.admin_time_travel:
+            raise errors.Forbidden(f"manual time is refused in the {genesis.preset.name} preset")
         create_schema(engine)
         self.genesis = self._load_or_init(genesis)
         self.preset = self.genesis.preset
         self.chain_id = self.preset.chain_id
-        # Verify unsafe settings are refused outside dev
         if settings.manual_time and not self.preset.admin_time_travel:
             raise errors.Forbidden(f"manual time is refused in the {self.preset.name} preset")
 

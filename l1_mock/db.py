@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from l1_mock.models import Base
 
@@ -43,5 +43,5 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)

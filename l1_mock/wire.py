@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts_spec.dispute import Game, OrderProof, Seat, Status, StepProof
+from contracts_spec.dispute import Game, Seat, Status, StepProof
 from contracts_spec.types import Seconds
 from l1_mock.envelope import hex0x, unhex
 
@@ -40,5 +40,3 @@ def step_proof_to_args(proof: StepProof) -> dict[str, Any]:
         "witness": hex0x(proof.witness),
     }
 
-
-__all__ = ["OrderProof", "game_from_json", "game_to_json", "step_proof_to_args"]

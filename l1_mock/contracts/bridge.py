@@ -110,7 +110,7 @@ def withdraw(ctx: Ctx, args: WithdrawArgs) -> dict[str, Any]:
 
 
 def view_queue_entry(s: Session, forced: bool, index: int) -> dict[str, Any]:
-    row = s.get(ForcedRow if forced else DepositRow, index)
+    row: DepositRow | ForcedRow | None = s.get(ForcedRow, index) if forced else s.get(DepositRow, index)
     if row is None:
         raise errors.NotFound(f"no {'forced request' if forced else 'deposit'} {index}")
     return {"index": row.index, "account": row.account, "amount": row.amount, "time": row.time,

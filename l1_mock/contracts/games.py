@@ -26,7 +26,7 @@ from l1_mock.wire import game_from_json, game_to_json
 # --- the stored game ----------------------------------------------------------------------------
 
 
-def game_view(row: GameRow, now: int | None = None) -> dict[str, Any]:
+def game_view(row: GameRow) -> dict[str, Any]:
     g = game_from_json(json.loads(row.state_json))
     view = {"game_id": row.id, "batch_id": row.batch_id, "challenger": row.challenger, "status": row.status,
             "phase": dispute.get_phase(g).name, "game": game_to_json(g),
