@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """STF throughput: a 10,000-trade batch through `contracts_spec.stf.apply_batch`.
 
-Prints trades/s with signature checks off (signers handed over by intake, as the sequencer
-does) and on (every order recovered once), each excluding the root, then the root's cost on
+Prints trades/s with signature checks off (signers and order ids handed over by intake, as
+the sequencer does) and on (every order recovered once), each excluding the root, then the root's cost on
 top, the witness size per transaction kind, and the compressed data size.
 
 usage: python bench/spec.py [TRADES]
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from contracts_spec import codec
+from contracts_spec import codec, eip712
 from contracts_spec.state import State
 from contracts_spec.stf import BatchOrders, apply_batch
 from contracts_spec.types import BatchData
@@ -54,19 +54,21 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     state, b, data, now = build(n)
     env = b.env(now)
+    # what intake hands over: every order's signer and id, derived when the order arrived
     signers = {i: so.order.account for i, so in enumerate(data.orders)}
+    ids = {i: eip712.order_digest(env.preset, so.order) for i, so in enumerate(data.orders)}
 
-    for label, given in (("signatures off", signers), ("signatures on", None)):
+    for label, given, given_ids in (("signatures off", signers, ids), ("signatures on", None, None)):
         runs = []
         for _ in range(3):
             s = state.copy()
             t = time.perf_counter()
-            apply_batch(s, data, env, given)
+            apply_batch(s, data, env, given, given_ids)
             runs.append(time.perf_counter() - t)
         best = min(runs)
         print(f"stf {label:<15}: {n} trades in {best:.3f} s = {n / best:,.0f} trades/s (excluding root)")
     s = state.copy()
-    apply_batch(s, data, env, signers)
+    apply_batch(s, data, env, signers, ids)
     t = time.perf_counter()
     s.root()
     root_s = time.perf_counter() - t

@@ -69,6 +69,11 @@ def market_ident(market: int) -> bytes:
     return market.to_bytes(4, "big")
 
 
+# market_ident of the first markets, precomputed: every position and market access builds one
+# (bench/spec.py); any other id falls back to market_ident, which raises on a negative one.
+_MARKET_IDENTS: Final[dict[int, bytes]] = {m: market_ident(m) for m in range(1024)}
+
+
 _MISSING: Final = object()
 
 
@@ -83,7 +88,9 @@ class State:
         # (kind, ident) -> record; one dict so the undo log and the root flush are uniform
         self.records: dict[tuple[int, bytes], Any] = {}
         self.dirty: set[tuple[int, bytes]] = set()
-        self.undo: list[tuple[tuple[int, bytes], Any]] = []
+        # slot, old record, slot, old record, ...: flat, no tuple per write (bench/spec.py);
+        # a mark is len(undo)
+        self.undo: list[Any] = []
         self.reads: set[tuple[int, bytes]] | None = None  # set while a witness is recorded
 
     # --- construction -----------------------------------------------------------------------
@@ -105,17 +112,14 @@ class State:
         return cls(SparseMerkleTree.from_multiproof(pre_root, proof), complete=False)
 
     # --- reading ----------------------------------------------------------------------------
+    # Hot path (guarded by bench/spec.py, STF trades/s): each accessor builds its slot, records
+    # the read and hits the records dict inline; only a miss takes the shared `_load`.
 
-    def _get(self, kind: int, ident: bytes, default: Any) -> Any:
-        slot = (kind, ident)
-        reads = self.reads
-        if reads is not None:
-            reads.add(slot)
-        record = self.records.get(slot, _MISSING)
-        if record is not _MISSING:
-            return record
+    def _load(self, slot: tuple[int, bytes], default: Any) -> Any:
+        """A record not in `records`: the default on a full state, else read through the proof."""
         if self.complete:
             return default
+        kind, ident = slot
         raw = self.tree.get(state_key(kind, ident))  # WitnessIncomplete when not covered
         if raw is None:
             record = default
@@ -127,20 +131,50 @@ class State:
         self.records[slot] = record
         return record
 
+    def _get(self, kind: int, ident: bytes, default: Any) -> Any:
+        slot = (kind, ident)
+        reads = self.reads
+        if reads is not None:
+            reads.add(slot)
+        record = self.records.get(slot, _MISSING)
+        if record is _MISSING:
+            return self._load(slot, default)
+        return record
+
     def account(self, address: Address) -> Account:
-        record: Account = self._get(ACCOUNT, address, _DEFAULT_ACCOUNT)
+        slot = (ACCOUNT, address)
+        if self.reads is not None:
+            self.reads.add(slot)
+        record: Account = self.records.get(slot, _MISSING)
+        if record is _MISSING:
+            return self._load(slot, _DEFAULT_ACCOUNT)
         return record
 
     def position(self, address: Address, market: int) -> Position:
-        record: Position = self._get(POSITION, position_ident(address, market), _DEFAULT_POSITION)
+        slot = (POSITION, address + (_MARKET_IDENTS.get(market) or market_ident(market)))
+        if self.reads is not None:
+            self.reads.add(slot)
+        record: Position = self.records.get(slot, _MISSING)
+        if record is _MISSING:
+            return self._load(slot, _DEFAULT_POSITION)
         return record
 
     def order_status(self, address: Address, order_id: Hash32) -> OrderStatus:
-        record: OrderStatus = self._get(ORDER, order_ident(address, order_id), _DEFAULT_ORDER)
+        slot = (ORDER, address + order_id)  # order_ident
+        if self.reads is not None:
+            self.reads.add(slot)
+        record: OrderStatus = self.records.get(slot, _MISSING)
+        if record is _MISSING:
+            return self._load(slot, _DEFAULT_ORDER)
         return record
 
     def market(self, market_id: int) -> Market:
-        record: Market | None = self._get(MARKET, market_ident(market_id), None)
+        slot = (MARKET, (_MARKET_IDENTS.get(market_id) or market_ident(market_id)))
+        if self.reads is not None:
+            self.reads.add(slot)
+        record: Market | None = self.records.get(slot, _MISSING)
+        if record is _MISSING:
+            record = self._load(slot, None)
         if record is None:
             raise UnknownMarket(f"market {market_id} does not exist")
         return record
@@ -157,32 +191,33 @@ class State:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _put(self, kind: int, ident: bytes, record: Any) -> None:
-        slot = (kind, ident)
+    def _put(self, slot: tuple[int, bytes], record: Any) -> None:
         records = self.records
         if self.reads is not None:
             self.reads.add(slot)
-        self.undo.append((slot, records.get(slot, _MISSING)))
+        undo = self.undo
+        undo.append(slot)
+        undo.append(records.get(slot, _MISSING))
         records[slot] = record
         self.dirty.add(slot)
 
     def set_account(self, address: Address, record: Account) -> None:
-        self._put(ACCOUNT, address, record)
+        self._put((ACCOUNT, address), record)
 
     def set_position(self, address: Address, market: int, record: Position) -> None:
-        self._put(POSITION, position_ident(address, market), record)
+        self._put((POSITION, address + (_MARKET_IDENTS.get(market) or market_ident(market))), record)
 
     def set_order_status(self, address: Address, order_id: Hash32, record: OrderStatus) -> None:
-        self._put(ORDER, order_ident(address, order_id), record)
+        self._put((ORDER, address + order_id), record)  # order_ident
 
     def set_market(self, market_id: int, record: Market) -> None:
-        self._put(MARKET, market_ident(market_id), record)
+        self._put((MARKET, (_MARKET_IDENTS.get(market_id) or market_ident(market_id))), record)
 
     def set_globals(self, record: Globals) -> None:
-        self._put(GLOBALS, b"", record)
+        self._put((GLOBALS, b""), record)
 
     def set_config(self, record: Config) -> None:
-        self._put(CONFIG, b"", record)
+        self._put((CONFIG, b""), record)
 
     # --- atomicity --------------------------------------------------------------------------
 
@@ -199,7 +234,8 @@ class State:
     def rollback_to(self, mark: int) -> None:
         undo, records = self.undo, self.records
         while len(undo) > mark:
-            slot, old = undo.pop()
+            old = undo.pop()
+            slot = undo.pop()
             if old is _MISSING:
                 records.pop(slot, None)
             else:

@@ -217,9 +217,13 @@ class ForcedEntry:
 
 
 # --- state records -------------------------------------------------------------------------
+# Account, Position, OrderStatus and Market are built several times per trade: they are
+# immutable by convention (never assign a field; build a new record), not `frozen=True`,
+# whose __init__ sets every field through object.__setattr__ at ~3x the cost (bench/spec.py).
+# unsafe_hash keeps them hashable by value like the frozen records.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Account:
     collateral: Atoms = Atoms(0)  # signed quote balance
     withdraw_nonce: int = 0
@@ -227,20 +231,20 @@ class Account:
     markets: tuple[int, ...] = ()  # sorted ids of markets with a non-zero position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Position:
     lots: Lots = Lots(0)
     funding_index: int = 0  # market funding index at last settlement
     loss_index: int = 0  # market loss index at last settlement
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderStatus:
     filled: Lots = Lots(0)
     cancelled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Market:
     params: MarketParams
     oracle_price: Ticks = Ticks(0)
