@@ -232,7 +232,7 @@ class State:
             raise
 
     def rollback_to(self, mark: int) -> None:
-        undo, records = self.undo, self.records
+        undo, records, dirty = self.undo, self.records, self.dirty
         while len(undo) > mark:
             old = undo.pop()
             slot = undo.pop()
@@ -240,7 +240,8 @@ class State:
                 records.pop(slot, None)
             else:
                 records[slot] = old
-            # `dirty` may keep the slot: root() re-encodes it to its restored value
+            # root() may have run since the write: re-encode the restored value either way
+            dirty.add(slot)
 
     def checkpoint(self) -> None:
         """Forget the undo log: what has been applied is kept for good."""

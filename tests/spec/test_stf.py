@@ -282,3 +282,14 @@ def test_eth_market_is_independent(world: World) -> None:
     world.apply()
     carol = world.keys.addr("carol")
     assert world.state.account(carol).markets == (ETH,)
+
+
+def test_rollback_after_a_root_restores_the_committed_root(world: World) -> None:
+    state = world.state
+    root = state.root()
+    mark = len(state.undo)
+    world.b.deposit("erin", 5 * USDC)
+    world.apply()
+    assert state.root() != root  # the tree now holds erin's deposit
+    state.rollback_to(mark)
+    assert state.root() == root
