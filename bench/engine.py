@@ -22,7 +22,7 @@ from typing import Any
 
 from contracts_spec.params import BTC_USD, ETH_USD
 from contracts_spec.types import Cancel, Order, SignedOrder, TimeInForce
-from sequencer.engine import Engine, Fill
+from sequencer.engine import Engine, Fill, Stp
 
 MARKETS = (BTC_USD, ETH_USD)
 TIF = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "POST_ONLY": TimeInForce.POST_ONLY}
@@ -50,7 +50,7 @@ def prepare(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             owner[op["id"]] = acct
             order = Order(acct, op["market"], op["side"] == "buy", op["price"], op["size"], TIF[op["tif"]],
                           False, 0, op["id"], 0)  # type: ignore[arg-type]
-            calls.append(("place", SignedOrder(order, NO_SIGNATURE), order_id(op["id"]), clock))
+            calls.append(("place", SignedOrder(order, NO_SIGNATURE), order_id(op["id"]), Stp.EXPIRE_MAKER, clock))
         elif kind == "cancel":
             acct = owner.get(op["id"], address(0))
             oid = order_id(op["id"])
@@ -66,21 +66,12 @@ def prepare(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 def run(calls: list[tuple[Any, ...]]) -> tuple[int, int, float, Engine]:
     engine = Engine(MARKETS)
-    place, cancel, deposit, set_oracle = engine.place, engine.cancel, engine.deposit, engine.set_oracle
-    n = 0
+    bound = {"place": engine.place, "cancel": engine.cancel, "deposit": engine.deposit, "oracle": engine.set_oracle}
+    work = [(bound[c[0]], c[1:]) for c in calls]
+    n = sum(1 for c in calls if c[0] in ("place", "cancel"))
     t = time.perf_counter()
-    for call in calls:
-        kind = call[0]
-        if kind == "place":
-            place(call[1], call[2], now=call[3])
-            n += 1
-        elif kind == "cancel":
-            cancel(call[1], call[2], call[3])
-            n += 1
-        elif kind == "deposit":
-            deposit(call[1], call[2])
-        else:
-            set_oracle(call[1], call[2], call[3])
+    for method, args in work:
+        method(*args)
     secs = time.perf_counter() - t
     fills = sum(1 for e in engine.out if type(e) is Fill)
     return n, fills, secs, engine

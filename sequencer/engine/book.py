@@ -37,48 +37,38 @@ class Stp(IntEnum):
 class Resting:
     """One order in the engine: the incoming one while it matches, then its resting remainder.
 
-    `pos` is the risk state's position of (account, market) (risk.Position); the book reads
-    only `account`, `is_buy`, `price`, `remaining`, `expiry` and passes orders to the gate.
+    `pos` is the risk state's position of (account, market) (risk.PositionRisk); the book
+    reads only `account`, `is_buy`, `price`, `remaining`, `expiry` and hands orders to the gate.
+    `price` is the limit the engine matches at (a market order's is tightened to the band).
     """
 
-    __slots__ = (
-        "id", "account", "market", "is_buy", "price", "remaining", "expiry", "nonce", "client_id",
-        "reduce_only", "post_only", "fee_per_lot", "verified", "pos", "signed", "fund",
-    )
+    __slots__ = ("id", "account", "is_buy", "price", "remaining", "expiry", "reduce_only", "client_id",
+                 "verified", "pos", "signed")
 
     def __init__(
         self,
         order_id: bytes,
         account: bytes,
-        market: int,
         is_buy: bool,
         price: int,
         lots: int,
         expiry: int = 0,
-        nonce: int = 0,
-        client_id: int = 0,
         reduce_only: bool = False,
-        post_only: bool = False,
+        client_id: int = 0,
         pos: Any = None,
         signed: Any = None,
-        fund: bool = False,
     ) -> None:
         self.id = order_id
         self.account = account
-        self.market = market
         self.is_buy = is_buy
         self.price = price
         self.remaining = lots
         self.expiry = expiry
-        self.nonce = nonce
-        self.client_id = client_id
         self.reduce_only = reduce_only
-        self.post_only = post_only
-        self.fee_per_lot = 0  # set by risk: per-lot fee bound reserved while the order rests
-        self.verified = False  # set by risk: pre-trade check proves every fill of this taker
+        self.client_id = client_id
+        self.verified = False  # set by risk.admit: every taker fill of this order is proven
         self.pos = pos
-        self.signed = signed  # the SignedOrder it came from (None for engine orders)
-        self.fund = fund  # an engine order on the insurance fund's behalf (no signature)
+        self.signed = signed  # the SignedOrder it came from; None for the engine's own orders
 
     def __repr__(self) -> str:
         side = "buy" if self.is_buy else "sell"

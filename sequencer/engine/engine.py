@@ -10,6 +10,7 @@ Hot path, guarded by bench/engine.py: `place` and `cancel`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Any
@@ -34,8 +35,8 @@ from contracts_spec.types import (
     SignedOrder,
     TimeInForce,
 )
-from sequencer.engine.book import Book, Resting, Stp
-from sequencer.engine.liquidation import LiquidationIndex
+from sequencer.engine import liquidation
+from sequencer.engine.book import COMPACT_AFTER, Book, Resting, Stp
 from sequencer.engine.risk import AccountRisk, Reject, Risk, compute_owed
 
 _GTC = TimeInForce.GTC
@@ -43,6 +44,7 @@ _IOC = TimeInForce.IOC
 _FOK = TimeInForce.FOK
 _POST_ONLY = TimeInForce.POST_ONLY
 _EXPIRE_MAKER = Stp.EXPIRE_MAKER
+_PPM = PPM
 
 
 class Engine:
@@ -50,8 +52,9 @@ class Engine:
 
     def __init__(self, markets: Iterable[MarketParams], genesis_time: int = 0) -> None:
         self.risk = Risk(tuple(markets), genesis_time)
-        self.books: dict[int, Book] = {mid: Book(mid) for mid in self.risk.markets}
-        self.index = LiquidationIndex(self.risk)
+        self.books: dict[int, Book] = {}
+        for mid, mkt in self.risk.markets.items():
+            mkt.book = self.books[mid] = Book(mid)
         self.seen: set[bytes] = set()  # every order id ever accepted: an id trades under one order
         self.expiries: list[tuple[int, int, Resting]] = []  # (expiry, seq, order) of resting GTT orders
         self.seq = 0
@@ -100,7 +103,7 @@ class Engine:
             return Reject.DUPLICATE_ORDER
         lots = order.lots
         price = order.price
-        if lots <= 0 or price <= 0 or order.account in SYSTEM_ACCOUNTS:
+        if lots <= 0 or price <= 0:
             return Reject.INVALID_ORDER
         expiry = order.expiry
         if expiry and now > expiry:
@@ -110,10 +113,12 @@ class Engine:
         acct = risk.accounts.get(order.account)
         if acct is None:
             acct = risk.account(order.account)
+        if acct.system:  # nobody holds a system account's key; never let its flag skip margin
+            return Reject.INVALID_ORDER
         if order.nonce < acct.nonce_floor:
             return Reject.CANCELLED
         # Verify the oracle price can back a trade, and the limit lies within its band
-        if mkt.oracle <= 0 or mkt.oracle_time + mkt.staleness < now:
+        if now > mkt.fresh_until:
             return Reject.STALE_ORACLE
         is_buy = order.is_buy
         tif = order.tif
@@ -127,7 +132,7 @@ class Engine:
                 return Reject.PRICE_BAND
             limit = price
             rests = tif == _GTC or tif == _POST_ONLY
-        book = self.books[mkt.id]
+        book = mkt.book
         if tif == _POST_ONLY and book.would_cross(is_buy, limit):
             return Reject.POST_ONLY_WOULD_CROSS
         pos = acct.positions.get(mkt.id)
@@ -139,19 +144,48 @@ class Engine:
         client_id = order.client_id
         if client_id and client_id in acct.clients:
             return Reject.DUPLICATE_CLIENT_ID
-        taker = Resting(
-            order_id, order.account, mkt.id, is_buy, limit, lots, expiry, order.nonce, client_id,
-            order.reduce_only, tif == _POST_ONLY, pos, signed,
-        )
-        reason = risk.admit(taker, limit)
-        if reason is not None:
-            return reason
+        taker = Resting(order_id, order.account, is_buy, limit, lots, expiry, order.reduce_only, client_id, pos, signed)
+        # Pre-trade risk: Risk.admit, its common case inlined (the account's box has room and
+        # slack for the order's worst cost, and open interest is far from its limit)
+        slack = acct.slack
+        room = pos.room
+        if (
+            slack is not None and room >= lots and pos.box_cost
+            and slack >= (cost := lots * pos.box_cost) and mkt.oi_bound + lots <= mkt.max_oi
+        ):
+            acct.slack = slack - cost
+            pos.room = room - lots
+            taker.verified = True
+        else:
+            reason = risk.admit(taker)
+            if reason is not None:
+                return reason
         if tif == _FOK and not book.fillable(taker, limit, stp, now, risk):
             return Reject.FOK_UNFILLABLE
         self.seen.add(order_id)
-        if (tif == _POST_ONLY or book.match(taker, limit, stp, now, risk)) and taker.remaining and rests:
-            book.add(taker)
-            risk.rest(taker)
+        if is_buy:
+            key, levels, keys, crossing = -limit, book.bids, book.bid_keys, book.ask_keys
+            crossing = crossing and crossing[0] <= limit
+        else:
+            key, levels, keys, crossing = limit, book.asks, book.ask_keys, book.bid_keys
+            crossing = crossing and -crossing[0] >= limit
+        if crossing and tif != _POST_ONLY and not book.match(taker, limit, stp, now, risk):
+            return None  # stopped (self-trade prevention, or the gate): the rest is dropped
+        if rests and taker.remaining:
+            # rest: Book.add and Risk.rest, inlined
+            level = levels.get(key)
+            if level is None:
+                level = levels[key] = deque()
+                heappush(keys, key)
+            level.append(taker)
+            book.live += 1
+            if is_buy:
+                pos.open_buy += taker.remaining
+            else:
+                pos.open_sell += taker.remaining
+            acct.orders[order_id] = taker
+            if client_id:
+                acct.clients[client_id] = taker
             if expiry:
                 self.seq += 1
                 heappush(self.expiries, (expiry, self.seq, taker))
@@ -165,7 +199,21 @@ class Engine:
             return Reject.UNKNOWN_ORDER
         if tx is not None and (tx.account != account or tx.order_id != order_id):
             return Reject.WRONG_ACCOUNT
-        self._remove(order)
+        # Risk.drop and Book.cancel, inlined
+        pos = order.pos
+        if order.is_buy:
+            pos.open_buy -= order.remaining
+        else:
+            pos.open_sell -= order.remaining
+        order.remaining = 0
+        del acct.orders[order_id]
+        if order.client_id:
+            acct.clients.pop(order.client_id, None)
+        book = pos.mkt.book
+        book.live -= 1
+        book.dead += 1
+        if book.dead > COMPACT_AFTER and book.dead > book.live:
+            book.compact()
         if tx is not None:
             self.risk.out.append(tx)
         return None
@@ -192,9 +240,9 @@ class Engine:
             if tx.nonce_floor <= acct.nonce_floor:
                 return Reject.BAD_NONCE
             acct.nonce_floor = tx.nonce_floor
-            doomed = [o for o in acct.orders.values() if o.nonce < tx.nonce_floor]
+            doomed = [o for o in acct.orders.values() if o.signed.order.nonce < tx.nonce_floor]
         else:
-            doomed = [o for o in acct.orders.values() if market is None or o.market == market]
+            doomed = [o for o in acct.orders.values() if market is None or o.pos.mkt.id == market]
         for order in doomed:
             self._remove(order)
         if tx is not None:
@@ -228,7 +276,7 @@ class Engine:
         if tx is not None:
             self.risk.out.append(tx)
         keeps = (
-            new.market == old.market and new.is_buy == old.is_buy and new.price == old.price
+            new.market == old.pos.mkt.id and new.is_buy == old.is_buy and new.price == old.price
             and 0 < new.lots <= old.remaining and new.tif in (_GTC, _POST_ONLY)
             and order_id not in self.seen and not (new.expiry and now > new.expiry)
             and new.nonce >= acct.nonce_floor
@@ -238,17 +286,16 @@ class Engine:
         if not keeps:
             self._remove(old)
             return self.place(signed, order_id, stp, now)
-        # Same slot, smaller order: exposure only shrinks, so no new margin check is needed.
-        self.risk.drop(old)
+        # Same slot, no larger: exposure only shrinks (E rises), so no new margin check is needed.
+        risk = self.risk
+        risk.drop(old)
         old.id = order_id
         old.signed = signed
         old.remaining = new.lots
         old.expiry = new.expiry
-        old.nonce = new.nonce
         old.client_id = new.client_id
         old.reduce_only = new.reduce_only
-        old.post_only = new.tif == _POST_ONLY
-        self.risk.rest(old)
+        risk.rest(old)
         self.seen.add(order_id)
         if new.expiry:
             self.seq += 1
@@ -270,7 +317,7 @@ class Engine:
 
     def _remove(self, order: Resting) -> None:
         self.risk.drop(order)
-        self.books[order.market].cancel(order)
+        self.books[order.pos.mkt.id].cancel(order)
 
     # --- money, prices, funding ---------------------------------------------------------------
 
@@ -283,8 +330,10 @@ class Engine:
             return Reject.INVALID_AMOUNT
         acct = self.risk.account(account)
         acct.collateral += amount
-        if acct.liq_q is not None:
-            acct.liq_q += PPM * amount
+        if acct.slack is not None:
+            acct.slack += amount  # E rises by the deposit everywhere in the box
+        elif acct.positions:
+            self.risk.touch(acct)
         self.risk.out.append(Deposit(self.deposits))
         self.deposits += 1
         return None
@@ -309,7 +358,7 @@ class Engine:
             return Reject.ORACLE_MOVE_TOO_LARGE
         mkt.set_oracle(price, time)
         self.risk.out.append(OraclePrice(market, time, tuple(reports)))
-        self._liquidate(self.index.scan(mkt), time)
+        self._liquidate(liquidation.scan(self.risk, mkt), time)
         return None
 
     def funding_tick(self, market: int, now: int) -> Reject | None:
@@ -326,7 +375,7 @@ class Engine:
         delta = rate * mkt.oracle * mkt.k * INDEX_SCALE // PPM
         self.risk.apply_funding(mkt, delta, now)
         self.risk.out.append(FundingTick(market))
-        self._liquidate(self.index.drain(), now)
+        self._liquidate(liquidation.drain(self.risk), now)
         return None
 
     def tick(self, now: int) -> None:
@@ -344,10 +393,8 @@ class Engine:
         Oracle updates and funding ticks run this themselves; call it after anything else that
         may have queued accounts (a risk-reducing trade may end below maintenance).
         """
-        found = self.index.drain()
-        for acct in list(self.index.critical):
-            if acct not in found and self.risk.is_liquidatable(acct):
-                found.append(acct)
+        found = liquidation.drain(self.risk)
+        found += [acct for acct in liquidation.critical(self.risk) if acct not in found]
         return self._liquidate(found, now)
 
     def _liquidate(self, accounts: list[AccountRisk], now: int) -> int:
@@ -381,7 +428,7 @@ class Engine:
                     risk.apply_liquidation(pos, lots, mkt.oracle)
                 done += 1
                 risk.touch(acct)
-            accounts = [a for a in self.index.drain() if id(a) not in handled]
+            accounts = [a for a in liquidation.drain(risk) if id(a) not in handled]
         return done
 
     def unwind_fund(self, now: int, stp: Stp = _EXPIRE_MAKER) -> int:
@@ -403,9 +450,9 @@ class Engine:
             order_id = keccak(b"rampart/fund-unwind" + self.seq.to_bytes(8, "big"))
             limit = mkt.hi if is_buy else mkt.lo
             want = abs(pos.lots)
-            order = Resting(order_id, INSURANCE_FUND, mid, is_buy, limit, want, 0, self.seq, 0,
-                            True, False, pos, None, True)
-            risk.admit(order, limit)  # the fund is a system account: margin is never its limit
+            order = Resting(order_id, INSURANCE_FUND, is_buy, limit, want, 0, True, 0, pos, None)
+            if risk.admit(order) is not None:  # the fund is a system account: margin never binds it
+                continue
             self.fund_orders[order_id] = order
             self.books[mid].match(order, limit, stp, now, risk)
             filled += want - order.remaining
@@ -418,7 +465,7 @@ class Engine:
         m = self.risk.markets[market]
         return Market(
             m.params, m.oracle, m.oracle_time, m.funding_index, m.loss_index,  # type: ignore[arg-type]
-            m.premium_sum, m.premium_lots, m.last_funding_time, m.oi,  # type: ignore[arg-type]
+            m.premium_sum, m.premium_lots, m.last_funding_time, self.risk.open_interest(m),  # type: ignore[arg-type]
         )
 
     def account_summary(self, account: bytes) -> dict[str, Any]:

@@ -1,29 +1,43 @@
 """The engine's incremental risk state and pre-trade risk: the spec's margin rules, kept live.
 
-Per market: oracle, band, indices, open interest, premium. Per account: collateral, positions
-(lots and settlement indices) and open-order exposure. `Risk` is the book's `Gate`: every fill
-is checked against contracts_spec.stf.process_trade's rules and applied exactly as it applies
-it, so whatever the engine emits applies cleanly (tests/sequencer/test_spec_equivalence.py
-holds the two equal). Hot path, guarded by bench/engine.py: `fill`, `margin_ok`, `admit`.
+Per market: oracle, band, indices, premium, an open-interest bound. Per account: collateral,
+positions (lots and settlement indices), open-order exposure and a *safe box*. `Risk` is the
+book's `Gate`: each fill is checked against contracts_spec.stf.process_trade's rules and
+applied exactly as it applies them, so what the engine emits applies cleanly; the property
+tests in tests/sequencer/ hold this state equal to the spec's after every step.
+Hot path, guarded by bench/engine.py: `fill` (and the admission inlined in Engine.place).
 
-The pre-trade check (`admit`), stated exactly. For the incoming order o (limit price p, x
-lots, side s) on market m, with every account position P_k, open buy lots B_k, open sell lots
-S_k (o added to B_m or S_m):
-    worst_k   = max(|P_k + B_k|, |P_k - S_k|)                       worst-case lots
-    required  = sum_k ceil(worst_k x oracle_k x K_k x initial_ppm_k / 1e6)
-    reserve   = sum over open orders and o of lots x ceil(limit x K x max(taker, maker fee) / 1e6)
-    loss      = x x K x max(0, s x (p - oracle_m))                   o's own worst print
-    free      = account value - reserve - loss
-o passes if free >= required. An order that does not raise worst_m passes with free >= 0 (an
-account under initial margin may still reduce). Passing the first form proves every fill o
-can make as a taker within this call satisfies the spec (fills print at or inside p, pay at
-most the reserved fee per lot, and leave |P_m| <= worst_m), so its taker fills skip the check;
-makers are checked exactly at every fill, since the oracle may have moved since they rested.
+The pre-trade check, stated exactly. An account's worst-case excess at oracle prices o is
+    E = collateral + sum_m [ P_m o_m K_m - owed_m - ceil(W_m o_m K_m im_m / 1e6) - (B_m + S_m) fee_m ]
+                   - sum over open orders of r K min(max(0, s (p - o)), band(o))
+with, per market, B and S the open buy and sell lots, W = max(|P + B|, |P - S|) the position
+if every open buy or every open sell filled, fee_m = ceil(c x K x max(taker, maker fee) / 1e6)
+the fee per lot at the highest price a fill could print at while the box below holds
+(c = h + band(h), h = o + o/4), and the last term each order's worst print against the oracle
+(no more than band(o) per lot: prints must lie in the band). An incoming order counts as open
+from admission on. It is accepted if E >= 0 with it. Otherwise an order that does not raise
+W is accepted if value - the fee terms - its own worst print >= 0 (an account under initial
+margin may still reduce); anything else is INSUFFICIENT_MARGIN. Limits: the order is refused
+if it raises W above max_position_lots, or could raise open interest above its limit.
+
+Why E >= 0 is enough: any one fill of any open order then satisfies stf.verify_margin (its
+print and fee are covered by its terms, its new position by W), and fills and cancels never
+lower E at a fixed price. So E is computed exactly only now and then: the account keeps a box
+of oracle prices around the current ones (at most a quarter of the price each way) and
+`slack`, a lower bound of E anywhere inside it. A new order subtracts its worst cost over the
+box, lots x `box_cost` (O(1)); fills and cancels subtract nothing; a fill of a boxed account
+needs no margin check. When an oracle price leaves an account's box (liquidation.py pops
+exactly those), when funding or a socialised loss moves its indices, or when the slack runs
+out, E is computed again and a new box drawn. An account with E < 0 ("marginal") has no box:
+its fills are checked exactly, one by one. `room` does the same for the position limit:
+max_position_lots - (|P| + B + S) at the last box, less what was admitted since; |P| can
+never exceed |P| + B + S, which fills do not raise.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from heapq import heapify, heappush
 from typing import Any, Final, NamedTuple
 
 from contracts_spec.margin import ceil_div
@@ -31,6 +45,11 @@ from contracts_spec.types import FEE_ACCOUNT, INDEX_SCALE, INSURANCE_FUND, PPM, 
 from sequencer.engine.book import STOP, Resting
 
 _PPM: Final = PPM
+# A box reaches at most 1/_BOX_DIVISOR of the price each way: new orders' costs are priced at
+# its top, so a narrower cap keeps them close to their cost at the oracle price.
+_BOX_DIVISOR: Final = 4
+# Smallest trigger-heap size at which stale entries are swept out.
+_HEAP_SWEEP: Final = 4096
 
 
 class Reject(StrEnum):
@@ -53,6 +72,7 @@ class Reject(StrEnum):
     FOK_UNFILLABLE = "FOK_UNFILLABLE"
     WRONG_ACCOUNT = "WRONG_ACCOUNT"
     BAD_NONCE = "BAD_NONCE"
+    BAD_QUEUE_INDEX = "BAD_QUEUE_INDEX"
     INVALID_AMOUNT = "INVALID_AMOUNT"
     ORACLE_NOT_MONOTONIC = "ORACLE_NOT_MONOTONIC"
     ORACLE_MOVE_TOO_LARGE = "ORACLE_MOVE_TOO_LARGE"
@@ -68,14 +88,18 @@ class Fill(NamedTuple):
     price: int
 
 
+_new_tuple = tuple.__new__  # builds a Fill without NamedTuple's Python-level __new__ (hot path)
+
+
 class MarketRisk:
     """One market's live parameters and state, mirroring contracts_spec.types.Market."""
 
     __slots__ = (
-        "params", "id", "k", "im", "mm", "taker_fee", "maker_fee", "fee_max", "penalty", "band",
-        "max_pos", "max_oi", "staleness", "interval", "max_move",
-        "oracle", "oracle_time", "ok", "lo", "hi", "funding_index", "loss_index", "oi",
-        "premium_sum", "premium_lots", "last_funding_time", "holders", "long_heap", "short_heap",
+        "params", "id", "k", "im", "mm", "taker_fee", "maker_fee", "fee_k", "penalty", "band",
+        "max_pos", "max_oi", "staleness", "interval", "max_move", "book",
+        "oracle", "oracle_time", "fresh_until", "ok", "lo", "hi", "fee_cap",
+        "funding_index", "loss_index", "epoch", "oi_bound", "premium_sum", "premium_lots",
+        "last_funding_time", "holders", "lo_heap", "hi_heap", "heap_limit",
     )
 
     def __init__(self, params: MarketParams, genesis_time: int = 0) -> None:
@@ -86,7 +110,7 @@ class MarketRisk:
         self.mm = params.maintenance_margin_ppm
         self.taker_fee = params.taker_fee_ppm
         self.maker_fee = params.maker_fee_ppm
-        self.fee_max = max(params.taker_fee_ppm, params.maker_fee_ppm)
+        self.fee_k = max(params.taker_fee_ppm, params.maker_fee_ppm) * self.k
         self.penalty = params.liquidation_penalty_ppm
         self.band = params.price_band_ppm
         self.max_pos = params.max_position_lots
@@ -94,44 +118,50 @@ class MarketRisk:
         self.staleness = params.oracle_staleness
         self.interval = params.funding_interval
         self.max_move = params.max_oracle_move_ppm
+        self.book: Any = None  # the market's order book (the engine sets it)
         self.oracle = 0
         self.oracle_time = 0
+        self.fresh_until = -1  # the oracle price may back trades while now <= this
         self.ok = 0  # oracle x K: atoms per lot at the oracle price
         self.lo = 1  # the band: a print must lie in [lo, hi]; empty until an oracle price
         self.hi = 0
+        self.fee_cap = 0  # fee_m of the module docstring
         self.funding_index = 0
         self.loss_index = 0
-        self.oi = 0
+        self.epoch = 0  # bumped whenever the funding or loss index moves: positions settle then
+        self.oi_bound = 0  # >= open interest (total long lots); `open_interest` gives it exactly
         self.premium_sum = 0
         self.premium_lots = 0
         self.last_funding_time = genesis_time
-        # Positions with lots != 0, in a deterministic (insertion) order: funding and loss
-        # socialisation change what they owe, so the liquidation index re-reads them.
+        # Every position of the market ever opened, in a deterministic (creation) order.
         self.holders: dict[PositionRisk, None] = {}
-        self.long_heap: list[tuple[int, int, PositionRisk, int]] = []  # (-trigger, seq, pos, version)
-        self.short_heap: list[tuple[int, int, PositionRisk, int]] = []  # (trigger, seq, pos, version)
+        # Box edges (liquidation.py): (-low edge, seq, pos, version) and (high edge, seq, pos, version)
+        self.lo_heap: list[tuple[int, int, PositionRisk, int]] = []
+        self.hi_heap: list[tuple[int, int, PositionRisk, int]] = []
+        self.heap_limit = _HEAP_SWEEP
 
     def set_oracle(self, price: int, time: int) -> None:
         self.oracle = price
         self.oracle_time = time
+        self.fresh_until = time + self.staleness
         self.ok = price * self.k
         # |p - oracle| x 1e6 <= band x oracle  <=>  oracle - d <= p <= oracle + d, d = floor(band x oracle / 1e6)
         d = self.band * price // _PPM
         self.lo = price - d
         self.hi = price + d
+        top = price + price // _BOX_DIVISOR
+        self.fee_cap = ceil_div((top + self.band * top // _PPM) * self.fee_k, _PPM)
 
     def is_fresh(self, now: int) -> bool:
         """contracts_spec.stf.verify_fresh_oracle as a predicate."""
-        return self.oracle > 0 and self.oracle_time + self.staleness >= now
+        return self.oracle > 0 and now <= self.fresh_until
 
 
 class AccountRisk:
-    """One account: collateral, positions by market, resting orders, liquidation-index state."""
+    """One account: collateral, positions by market, resting orders, its safe box's slack."""
 
-    __slots__ = (
-        "address", "collateral", "positions", "orders", "clients", "nonce_floor", "system",
-        "liq_q", "dirty", "critical",
-    )
+    __slots__ = ("address", "collateral", "positions", "orders", "clients", "nonce_floor", "system",
+                 "slack", "dirty")
 
     def __init__(self, address: bytes) -> None:
         self.address = address
@@ -141,33 +171,33 @@ class AccountRisk:
         self.clients: dict[int, Resting] = {}  # client id (non-zero) -> resting order
         self.nonce_floor = 0
         self.system = address in SYSTEM_ACCOUNTS
-        self.liq_q: int | None = None  # liquidation.py: the box's corner cushion, None = not indexed
-        self.dirty = False  # queued for re-indexing
-        self.critical = False  # within rounding of maintenance: checked on every oracle move
+        self.slack: int | None = None  # lower bound of E over the box; None: no box (marginal)
+        self.dirty = False  # queued for a new box (Risk.dirty)
 
     def __repr__(self) -> str:
         return f"AccountRisk({self.address.hex()}, collateral={self.collateral})"
 
 
 class PositionRisk:
-    """(account, market): lots, settlement indices, open-order exposure, liquidation trigger."""
+    """(account, market): lots, settlement indices, open-order exposure, this market's box."""
 
-    __slots__ = (
-        "acct", "mkt", "lots", "funding_index", "loss_index", "open_buy", "open_sell", "fee_res",
-        "trig", "trig_ver",
-    )
+    __slots__ = ("acct", "mkt", "lots", "funding_index", "loss_index", "epoch", "open_buy", "open_sell",
+                 "room", "box_lo", "box_hi", "box_ver", "box_cost")
 
     def __init__(self, acct: AccountRisk, mkt: MarketRisk) -> None:
         self.acct = acct
         self.mkt = mkt
         self.lots = 0
-        self.funding_index = 0
-        self.loss_index = 0
-        self.open_buy = 0  # resting buy lots
-        self.open_sell = 0  # resting sell lots
-        self.fee_res = 0  # sum over resting orders of remaining x fee_per_lot
-        self.trig = 0  # liquidation.py: oracle price at which the account must be re-checked
-        self.trig_ver = 0
+        self.funding_index = mkt.funding_index  # a new position owes nothing
+        self.loss_index = mkt.loss_index
+        self.epoch = mkt.epoch  # the market's epoch when last settled: equal means nothing owed
+        self.open_buy = 0  # lots of resting buy orders
+        self.open_sell = 0
+        self.room = -1  # position-limit headroom proven by the box; < 0: check every fill
+        self.box_lo = 0  # the box in this market: [box_lo, box_hi]; 0 = no edge
+        self.box_hi = 0
+        self.box_ver = 0  # bumped when the box is redrawn: older heap entries are stale
+        self.box_cost = 0  # margin box: a bound of a new order's cost per lot; 0 = no margin box
 
     def __hash__(self) -> int:
         return id(self)
@@ -178,11 +208,22 @@ def compute_owed(pos: PositionRisk) -> int:
     mkt = pos.mkt
     lots = pos.lots
     raw = lots * (mkt.funding_index - pos.funding_index) + abs(lots) * (mkt.loss_index - pos.loss_index)
-    return ceil_div(raw, INDEX_SCALE) if raw >= 0 else -((-raw) // INDEX_SCALE)
+    # a debt (raw > 0) rounds up; a credit, -floor(-raw / scale), is the same expression
+    return -((-raw) // INDEX_SCALE)
+
+
+def worst_print(order: Resting) -> int:
+    """The order's worst print against the oracle, in atoms: r x K x min(max(0, s (p - o)), band(o))."""
+    mkt = order.pos.mkt
+    edge = order.price - mkt.oracle if order.is_buy else mkt.oracle - order.price
+    if edge <= 0:
+        return 0
+    band = mkt.band * mkt.oracle // _PPM
+    return (edge if edge < band else band) * order.remaining * mkt.k
 
 
 class Risk:
-    """Markets, accounts, the pre-trade check and the fill gate; emits into `out`."""
+    """Markets, accounts, the pre-trade check, the fill gate and the safe boxes; emits into `out`."""
 
     def __init__(self, markets: tuple[MarketParams, ...] | list[MarketParams], genesis_time: int = 0) -> None:
         self.markets: dict[int, MarketRisk] = {p.market_id: MarketRisk(p, genesis_time) for p in markets}
@@ -190,8 +231,9 @@ class Risk:
         self.fund = self.account(INSURANCE_FUND)
         self.fees = self.account(FEE_ACCOUNT)
         self.out: list[Any] = []
-        self.dirty: list[AccountRisk] = []  # liquidation.py re-indexes these before a scan
-        self.critical: dict[AccountRisk, None] = {}
+        self.dirty: list[AccountRisk] = []  # accounts whose box must be redrawn before a scan
+        self.critical: dict[AccountRisk, None] = {}  # no box at all: re-checked on every oracle move
+        self.seq = 0
 
     # --- records ---------------------------------------------------------------------------
 
@@ -205,7 +247,14 @@ class Risk:
         pos = acct.positions.get(mkt.id)
         if pos is None:
             pos = acct.positions[mkt.id] = PositionRisk(acct, mkt)
+            mkt.holders[pos] = None
         return pos
+
+    def open_interest(self, mkt: MarketRisk) -> int:
+        """The market's open interest (total long lots), exactly; resets the hot path's bound."""
+        oi = sum(pos.lots for pos in mkt.holders if pos.lots > 0)
+        mkt.oi_bound = oi
+        return oi
 
     # --- the spec's margin functions on live records ------------------------------------------
 
@@ -227,8 +276,24 @@ class Risk:
         return total
 
     def is_liquidatable(self, acct: AccountRisk) -> bool:
-        """Below maintenance margin at the oracle prices (what process_liquidation verifies)."""
-        return not acct.system and self.value(acct) < self.requirement(acct, True)
+        """Holds a position and is below maintenance margin at the oracle prices."""
+        if acct.system or not any(q.lots for q in acct.positions.values()):
+            return False
+        return self.value(acct) < self.requirement(acct, True)
+
+    def excess(self, acct: AccountRisk) -> int:
+        """E of the module docstring, exactly, at the current oracle prices."""
+        excess = acct.collateral
+        for q in acct.positions.values():
+            lots = q.lots
+            mkt = q.mkt
+            if lots:
+                excess += lots * mkt.ok - compute_owed(q)
+            w = max(lots + q.open_buy, q.open_sell - lots)
+            excess -= ceil_div(w * mkt.ok * mkt.im, _PPM) + (q.open_buy + q.open_sell) * mkt.fee_cap
+        for order in acct.orders.values():
+            excess -= worst_print(order)
+        return excess
 
     def margin_ok(self, pos: PositionRisk, old: int, new: int, cash: int) -> bool:
         """stf.verify_margin after moving `pos` from `old` to `new` lots with `cash` collateral change.
@@ -245,7 +310,7 @@ class Risk:
         for q in acct.positions.values():
             mkt = q.mkt
             lots = q.lots
-            if lots and (q.funding_index != mkt.funding_index or q.loss_index != mkt.loss_index):
+            if lots and q.epoch != mkt.epoch:
                 value -= compute_owed(q)
             if q is pos:
                 lots = new
@@ -256,20 +321,23 @@ class Risk:
                     required -= ((n if n < 0 else -n) * mkt.im) // _PPM
         return value >= required
 
-    # --- pre-trade (hot path: bench/engine.py) --------------------------------------------------
+    # --- orders ---------------------------------------------------------------------------------
 
-    def admit(self, order: Resting, limit: int) -> Reject | None:
-        """The pre-trade check stated in the module docstring; sets fee_per_lot and verified."""
+    def admit(self, order: Resting) -> Reject | None:
+        """The pre-trade check of the module docstring; sets `verified`.
+
+        Counts nothing: an accepted order's cost is taken from the account's slack (or proven
+        by a new box) before it matches, and only its resting remainder is counted (`rest`).
+        Engine.place inlines the common case (room and slack enough) for speed.
+        """
         pos = order.pos
         mkt = pos.mkt
         acct = pos.acct
         lots = order.remaining
         p = pos.lots
-        b = pos.open_buy
-        s = pos.open_sell
         # max(|P + B|, |P - S|) = max(P + B, S - P): the two sum to B + S >= 0
-        long_w = p + b
-        short_w = s - p
+        long_w = p + pos.open_buy
+        short_w = pos.open_sell - p
         before = long_w if long_w > short_w else short_w
         if order.is_buy:
             long_w += lots
@@ -280,68 +348,51 @@ class Risk:
         # Verify the worst case stays within the position and open-interest limits
         if growing and after > mkt.max_pos:
             return Reject.POSITION_LIMIT
-        if growing and mkt.oi + lots > mkt.max_oi:
+        if growing and mkt.oi_bound + lots > mkt.max_oi and self.open_interest(mkt) + lots > mkt.max_oi:
             return Reject.OPEN_INTEREST_LIMIT
-        fee_per_lot = -((-limit * mkt.k * mkt.fee_max) // _PPM)
-        order.fee_per_lot = fee_per_lot
         if acct.system:
             order.verified = True
             return None
-        value = acct.collateral
-        required = 0
-        reserve = lots * fee_per_lot
-        for q in acct.positions.values():
-            m = q.mkt
-            ql = q.lots
-            if ql:
-                value += ql * m.ok
-                if q.funding_index != m.funding_index or q.loss_index != m.loss_index:
-                    value -= compute_owed(q)
-            if q is pos:
-                w = after
-            else:
-                lw = ql + q.open_buy
-                sw = q.open_sell - ql
-                w = lw if lw > sw else sw
-            if w:
-                required -= (-w * m.ok * m.im) // _PPM
-            reserve += q.fee_res
-        edge = (limit - mkt.oracle) if order.is_buy else (mkt.oracle - limit)
-        free = value - reserve - (edge * lots * mkt.k if edge > 0 else 0)
-        # Verify the account covers initial margin on its worst case, or at least stays solvent
-        # with an order that does not add to it
-        if free >= required:
+        slack = acct.slack
+        if slack is not None and pos.box_cost and pos.room >= lots and slack >= lots * pos.box_cost:
+            acct.slack = slack - lots * pos.box_cost
+            pos.room -= lots
             order.verified = True
             return None
-        if not growing and free >= 0:
-            order.verified = order.reduce_only
+        # No box, or its slack or room spent: compute E with the order counted, draw a new box
+        self._count(order, 1)
+        self.rebox(acct, worst_print(order))
+        self._count(order, -1)
+        if acct.slack is not None:
+            order.verified = True
             return None
+        # Verify a marginal account stays solvent with an order that does not add to its worst case
+        if not growing:
+            fees = sum((q.open_buy + q.open_sell) * q.mkt.fee_cap for q in acct.positions.values())
+            if self.value(acct) - fees - lots * mkt.fee_cap - worst_print(order) >= 0:
+                order.verified = order.reduce_only
+                return None
         return Reject.INSUFFICIENT_MARGIN
 
-    def rest(self, order: Resting) -> None:
-        """Count a resting order's exposure and index it under its account."""
-        pos = order.pos
+    def _count(self, order: Resting, sign: int) -> None:
         if order.is_buy:
-            pos.open_buy += order.remaining
+            order.pos.open_buy += sign * order.remaining
         else:
-            pos.open_sell += order.remaining
-        pos.fee_res += order.remaining * order.fee_per_lot
-        acct = pos.acct
+            order.pos.open_sell += sign * order.remaining
+
+    def rest(self, order: Resting) -> None:
+        """Count a resting order's exposure and index it under its account (Engine.place inlines it)."""
+        self._count(order, 1)
+        acct = order.pos.acct
         acct.orders[order.id] = order
         if order.client_id:
             acct.clients[order.client_id] = order
 
     def drop(self, order: Resting) -> None:
-        """Gate: a resting order leaves without a fill; release its exposure. Emits nothing."""
-        pos = order.pos
-        left = order.remaining
-        if order.is_buy:
-            pos.open_buy -= left
-        else:
-            pos.open_sell -= left
-        pos.fee_res -= left * order.fee_per_lot
+        """Gate: a resting order leaves without a fill; uncount it. Emits nothing."""
+        self._count(order, -1)
         order.remaining = 0
-        acct = pos.acct
+        acct = order.pos.acct
         del acct.orders[order.id]
         if order.client_id:
             acct.clients.pop(order.client_id, None)
@@ -376,92 +427,77 @@ class Risk:
         d = lots if buy else -lots
         t_new = t_old + d
         m_new = m_old - d
-        # Verify position limits (a position above the limit may only shrink)
-        limit = mkt.max_pos
-        if (t_new > limit or -t_new > limit) and abs(t_new) > abs(t_old):
+        # Verify position limits (above the limit a position may only shrink), unless room proves them
+        if tp.room < 0 and not self.position_ok(mkt, t_old, t_new):
             return STOP
-        if (m_new > limit or -m_new > limit) and abs(m_new) > abs(m_old):
+        if mp.room < 0 and not self.position_ok(mkt, m_old, m_new):
             return 0
-        # Verify the open-interest limit (total long lots)
-        d_oi = ((t_new if t_new > 0 else 0) - (t_old if t_old > 0 else 0)
-                + (m_new if m_new > 0 else 0) - (m_old if m_old > 0 else 0))
-        oi = mkt.oi + d_oi
-        if d_oi > 0 and oi > mkt.max_oi:
-            return STOP
+        # Verify the open-interest limit (total long lots): a fill adds at most `lots` to it
+        oi_bound = mkt.oi_bound + lots
+        if oi_bound > mkt.max_oi:
+            oi_bound = self.open_interest_after(mkt, t_old, t_new, m_old, m_new)
+            if oi_bound < 0:
+                return STOP
         cash = lots * price * mkt.k
         t_fee = -((-cash * mkt.taker_fee) // _PPM)
         m_fee = -((-cash * mkt.maker_fee) // _PPM)
         t_cash = -cash if buy else cash
-        # Verify margin after the trade: initial if it adds risk, solvency otherwise
+        ta = tp.acct
+        ma = mp.acct
+        # Verify margin after the trade (initial if it adds risk, solvency otherwise), unless
+        # the account's box proves it: then any fill of its open orders passes
         if not taker.verified and not self.margin_ok(tp, t_old, t_new, t_cash - t_fee):
             return STOP
-        if not self.margin_ok(mp, m_old, m_new, -t_cash - m_fee):
+        if ma.slack is None and not self.margin_ok(mp, m_old, m_new, -t_cash - m_fee):
             return 0
 
         # Apply, in process_trade's order: settle both, move, cash, fees, market.
-        if tp.funding_index != mkt.funding_index or tp.loss_index != mkt.loss_index:
+        if tp.epoch != mkt.epoch:
             self.settle(tp)
-        if mp.funding_index != mkt.funding_index or mp.loss_index != mkt.loss_index:
+        if mp.epoch != mkt.epoch:
             self.settle(mp)
-        ta = tp.acct
-        ma = mp.acct
         ta.collateral += t_cash - t_fee
         ma.collateral -= t_cash + m_fee
         self.fees.collateral += t_fee + m_fee
         tp.lots = t_new
         mp.lots = m_new
-        mkt.oi = oi
+        mkt.oi_bound = oi_bound
         mkt.premium_sum += (price - mkt.oracle) * lots
         mkt.premium_lots += lots
-        if maker.is_buy:
-            mp.open_buy -= lots
-        else:
+        # the maker's counted exposure shrinks by what filled (the taker's is not counted)
+        if buy:
             mp.open_sell -= lots
-        mp.fee_res -= lots * maker.fee_per_lot
+        else:
+            mp.open_buy -= lots
         taker.remaining -= lots
         left = maker.remaining = maker.remaining - lots
         if not left:
             del ma.orders[maker.id]
             if maker.client_id:
                 ma.clients.pop(maker.client_id, None)
-        self.out.append(Fill(maker.id, taker.id, lots, price))
-
-        # Keep the liquidation index's corner cushion (liquidation.py) exact, or queue a re-index.
-        q = ta.liq_q
-        if q is not None and (t_old > 0 < t_new or t_old < 0 > t_new):
-            q += _PPM * (t_cash - t_fee)
-            b = tp.trig
-            if b:
-                q += b * mkt.k * (_PPM * d - mkt.mm * (abs(t_new) - abs(t_old)))
-            if q >= 0:
-                ta.liq_q = q
-            else:
-                self.touch(ta)
-        elif not ta.system:
+        self.out.append(_new_tuple(Fill, (maker.id, taker.id, lots, price)))
+        if ta.slack is None:
             self.touch(ta)
-        q = ma.liq_q
-        if q is not None and (m_old > 0 < m_new or m_old < 0 > m_new):
-            q -= _PPM * (t_cash + m_fee)
-            b = mp.trig
-            if b:
-                q += b * mkt.k * (-_PPM * d - mkt.mm * (abs(m_new) - abs(m_old)))
-            if q >= 0:
-                ma.liq_q = q
-            else:
-                self.touch(ma)
-        elif not ma.system:
+        if ma.slack is None:
             self.touch(ma)
-        if not t_old or not t_new:
-            self.hold(tp)
-        if not m_old or not m_new:
-            self.hold(mp)
         return lots
+
+    def position_ok(self, mkt: MarketRisk, old: int, new: int) -> bool:
+        """process_trade's position limit: above the limit a position may only shrink."""
+        return abs(new) <= mkt.max_pos or abs(new) <= abs(old)
+
+    def open_interest_after(self, mkt: MarketRisk, t_old: int, t_new: int, m_old: int, m_new: int) -> int:
+        """The exact open interest after a fill near the limit; -1 if process_trade refuses it."""
+        oi = self.open_interest(mkt)
+        after = oi + max(t_new, 0) - max(t_old, 0) + max(m_new, 0) - max(m_old, 0)
+        return -1 if after > mkt.max_oi and after > oi else after
 
     def plan(self, maker: Resting, taker: Resting, lots: int, ctx: dict[Any, Any]) -> int:
         """Gate: `fill`'s decision for a fill-or-kill plan, with the plan's earlier fills applied.
 
-        `ctx` maps a position to (lots delta, cash delta) planned so far, and "oi" to the open
-        interest delta; decisions match `fill` step for step given those deltas.
+        `ctx` maps a position to (lots delta, cash delta) planned so far, "lots" to the lots
+        planned, "oi" to the exact open interest once near the limit; decisions match `fill`
+        step for step given those deltas.
         """
         price = maker.price
         mp = maker.pos
@@ -487,29 +523,133 @@ class Risk:
         d = lots if buy else -lots
         t_new = t_old + d
         m_new = m_old - d
-        limit = mkt.max_pos
-        if abs(t_new) > limit and abs(t_new) > abs(t_old):
+        if tp.room < 0 and not self.position_ok(mkt, t_old, t_new):
             return STOP
-        if abs(m_new) > limit and abs(m_new) > abs(m_old):
+        if mp.room < 0 and not self.position_ok(mkt, m_old, m_new):
             return 0
-        d_oi = max(t_new, 0) - max(t_old, 0) + max(m_new, 0) - max(m_old, 0)
-        oi = mkt.oi + ctx.get("oi", 0) + d_oi
-        if d_oi > 0 and oi > mkt.max_oi:
-            return STOP
+        planned = ctx.get("lots", 0) + lots
+        if mkt.oi_bound + planned > mkt.max_oi:  # near the limit: plan the exact open interest
+            if "oi" not in ctx:
+                ctx["oi"] = self.open_interest(mkt)
+            oi = ctx["oi"]
+            after = oi + max(t_new, 0) - max(t_old, 0) + max(m_new, 0) - max(m_old, 0)
+            if after > mkt.max_oi and after > oi:
+                return STOP
+            ctx["oi"] = after
         cash = lots * price * mkt.k
         t_cash = (-cash if buy else cash) - ceil_div(cash * mkt.taker_fee, _PPM)
         m_cash = (cash if buy else -cash) - ceil_div(cash * mkt.maker_fee, _PPM)
         # margin_ok reads owed from the unmoved records, as the first real fill settles them
         if not taker.verified and not self.margin_ok(tp, t_old, t_new, t_dc + t_cash):
             return STOP
-        if not self.margin_ok(mp, m_old, m_new, m_dc + m_cash):
+        if mp.acct.slack is None and not self.margin_ok(mp, m_old, m_new, m_dc + m_cash):
             return 0
         ctx[tp] = (t_dl + d, t_dc + t_cash)
         ctx[mp] = (m_dl - d, m_dc + m_cash)
-        ctx["oi"] = ctx.get("oi", 0) + d_oi
+        ctx["lots"] = planned
         return lots
 
-    # --- settlement and liquidation, mirroring process_liquidation ------------------------------
+    # --- safe boxes (see the module docstring and liquidation.py) ------------------------------
+
+    def touch(self, acct: AccountRisk) -> None:
+        """The account's box no longer holds: queue it for a new one."""
+        acct.slack = None
+        if not acct.dirty and not acct.system:
+            acct.dirty = True
+            self.dirty.append(acct)
+
+    def rebox(self, acct: AccountRisk, extra: int = 0) -> bool:
+        """Draw the account's box at the current prices; True if it is liquidatable right now.
+
+        With E >= 0 (less `extra`, an incoming order's worst print; its exposure counted): a
+        box over every market it is exposed in, half of E spent on its width, the rest kept as
+        slack. With E < 0 the account is marginal: it gets a maintenance box instead
+        (positions only, no slack), or none (`critical`) when within rounding of maintenance
+        or below it.
+        """
+        acct.dirty = False
+        acct.slack = None
+        self.critical.pop(acct, None)
+        exposed = []
+        for q in acct.positions.values():
+            q.box_ver += 1
+            q.box_lo = q.box_hi = q.box_cost = 0
+            q.room = -1
+            if q.lots or q.open_buy or q.open_sell:
+                exposed.append(q)
+        if acct.system or not exposed:
+            return False
+        excess = self.excess(acct) - extra
+        if excess >= 0:
+            self._draw_margin_box(acct, exposed, excess)
+            return False
+        value = self.value(acct)
+        if value < self.requirement(acct, True) and any(q.lots for q in exposed):
+            self.critical[acct] = None
+            return True
+        if not self._draw_maintenance_box(acct):
+            self.critical[acct] = None
+        return False
+
+    def _draw_margin_box(self, acct: AccountRisk, exposed: list[PositionRisk], excess: int) -> None:
+        # Over a box of half-width delta, each market's terms of E move by at most
+        # delta x slope: K per lot of position and of open orders, plus IM's ceil per tick
+        # (the fee term is priced at the highest box top already).
+        share = excess // (2 * len(exposed))
+        slack = excess
+        for q in exposed:
+            mkt = q.mkt
+            o = mkt.oracle
+            lots = q.lots
+            w = max(lots + q.open_buy, q.open_sell - lots)
+            gross = abs(lots) + q.open_buy + q.open_sell
+            slope = mkt.k * gross + ceil_div(w * mkt.k * mkt.im, _PPM)
+            delta = min(share // slope, o // _BOX_DIVISOR)
+            slack -= delta * slope
+            q.box_lo = o - delta
+            q.box_hi = hi = o + delta
+            # A new order of x lots costs E at most, anywhere in the box: x fee_m, initial
+            # margin on at most x more worst-case lots (ceil is subadditive), and a print at
+            # most band(o) per lot worse than the oracle.
+            q.box_cost = mkt.fee_cap + ceil_div(hi * mkt.k * mkt.im, _PPM) + (mkt.band * hi // _PPM) * mkt.k
+            q.room = mkt.max_pos - gross
+            self._push(mkt, q)
+        acct.slack = slack
+
+    def _draw_maintenance_box(self, acct: AccountRisk) -> bool:
+        """Triggers on positions alone, splitting the maintenance cushion (liquidation.py)."""
+        held = [q for q in acct.positions.values() if q.lots]
+        if not held:
+            return True  # nothing to liquidate, nothing to watch
+        # 1e6 x (value - maintenance) >= 1e6 C' + sum sigma_k o_k - 1e6 N, linear in prices
+        cushion = _PPM * (acct.collateral - sum(compute_owed(q) for q in held)) - _PPM * len(held)
+        slopes = [q.mkt.k * (_PPM * q.lots - q.mkt.mm * abs(q.lots)) for q in held]
+        cushion += sum(s * q.mkt.oracle for q, s in zip(held, slopes, strict=True))
+        if cushion < 0:
+            return False
+        share = cushion // len(held)
+        for q, slope in zip(held, slopes, strict=True):
+            o = q.mkt.oracle
+            if slope > 0:  # long: safe at or above the trigger
+                q.box_lo = o - min(o - 1, share // slope)
+            else:  # short: safe at or below the trigger
+                q.box_hi = o + share // -slope
+            self._push(q.mkt, q)
+        return True
+
+    def _push(self, mkt: MarketRisk, q: PositionRisk) -> None:
+        self.seq += 1
+        if q.box_lo > 0:
+            heappush(mkt.lo_heap, (-q.box_lo, self.seq, q, q.box_ver))
+        if q.box_hi > 0:
+            heappush(mkt.hi_heap, (q.box_hi, self.seq, q, q.box_ver))
+        if len(mkt.lo_heap) + len(mkt.hi_heap) > mkt.heap_limit:
+            for heap in (mkt.lo_heap, mkt.hi_heap):
+                heap[:] = [e for e in heap if e[3] == e[2].box_ver]
+                heapify(heap)
+            mkt.heap_limit = max(_HEAP_SWEEP, 2 * (len(mkt.lo_heap) + len(mkt.hi_heap)))
+
+    # --- settlement, liquidation, funding: process_* effects -------------------------------------
 
     def settle(self, pos: PositionRisk) -> None:
         """stf.settle: the insurance fund is the counterparty; indices brought current."""
@@ -520,20 +660,7 @@ class Risk:
             self.fund.collateral += amount
         pos.funding_index = mkt.funding_index
         pos.loss_index = mkt.loss_index
-
-    def hold(self, pos: PositionRisk) -> None:
-        """Keep the market's set of holders exact after a position opened or closed."""
-        if pos.lots:
-            pos.mkt.holders[pos] = None
-        else:
-            pos.mkt.holders.pop(pos, None)
-
-    def touch(self, acct: AccountRisk) -> None:
-        """Queue an account for re-indexing by the liquidation index (liquidation.py)."""
-        acct.liq_q = None
-        if not acct.dirty and not acct.system:
-            acct.dirty = True
-            self.dirty.append(acct)
+        pos.epoch = mkt.epoch
 
     def apply_liquidation(self, pos: PositionRisk, lots: int, price: int) -> None:
         """process_liquidation's effects (its checks are the caller's): the fund takes the lots."""
@@ -544,14 +671,13 @@ class Risk:
         self.settle(pos)
         self.settle(fpos)
         delta = -lots if pos.lots > 0 else lots
-        a_old, f_old = pos.lots, fpos.lots
         pos.lots += delta
         fpos.lots -= delta
         cash = delta * price * mkt.k
         penalty = ceil_div(lots * price * mkt.k * mkt.penalty, _PPM)
         acct.collateral -= cash + penalty
         fund.collateral += cash + penalty
-        oi = mkt.oi + max(pos.lots, 0) - max(a_old, 0) + max(fpos.lots, 0) - max(f_old, 0)
+        oi = self.open_interest(mkt)
         if not any(q.lots for q in acct.positions.values()) and acct.collateral < 0:
             # stf.cover_deficit: the fund pays; beyond what it had, the market's other lots do
             deficit = -acct.collateral
@@ -561,18 +687,19 @@ class Risk:
             other_lots = 2 * oi - abs(fpos.lots)
             if shortfall > 0 and other_lots > 0:
                 mkt.loss_index += ceil_div(shortfall * INDEX_SCALE, other_lots)
+                mkt.epoch += 1
                 for holder in mkt.holders:
-                    self.touch(holder.acct)
-        mkt.oi = oi
-        self.hold(pos)
-        self.hold(fpos)
+                    if holder.lots:
+                        self.touch(holder.acct)
         self.touch(acct)
 
     def apply_funding(self, mkt: MarketRisk, delta: int, now: int) -> None:
         """process_funding_tick's effects: every holder of the market now owes differently."""
         mkt.funding_index += delta
+        mkt.epoch += 1
         mkt.premium_sum = 0
         mkt.premium_lots = 0
         mkt.last_funding_time = now
         for holder in mkt.holders:
-            self.touch(holder.acct)
+            if holder.lots:
+                self.touch(holder.acct)
