@@ -1,0 +1,342 @@
+"""The batcher: cuts the engine's durable output stream into batches, executes each with the
+spec on the sequencer's own State, and posts header + compressed data + globals proof.
+
+A batch keeps the engine's emission order (a trade may need the deposit or the oracle price
+emitted before it). Its time is chosen inside every output's window: no later than any traded
+order's expiry or any price's staleness, no earlier than the oracle times it carries, and
+exactly a funding tick's time (the spec sets last_funding_time to the batch time, and the
+engine set it to the tick's). `apply_batch` is the last word: a batch it refuses is never
+posted; the refused outputs are dropped (busted) and the rest executed transaction by
+transaction with `process_tx`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from contracts_spec import codec, witness
+from contracts_spec.crypto import keccak
+from contracts_spec.errors import InvalidTransaction
+from contracts_spec.merkle import list_root
+from contracts_spec.state import State
+from contracts_spec.stf import BatchOrders, Env, apply_batch, process_tx
+from contracts_spec.types import (
+    Address,
+    BatchData,
+    BatchHeader,
+    DepositEntry,
+    ForcedWithdraw,
+    FundingTick,
+    Hash32,
+    Liquidate,
+    OraclePrice,
+    Seconds,
+    SignedOrder,
+    Trade,
+    Withdraw,
+)
+from l1_mock.client import L1Client, L1Error
+from sequencer.core import BatchInfo, Core
+from sequencer.engine import Fill
+from sequencer.journal import BatchRow, Journal
+
+log = logging.getLogger("rampart.batcher")
+
+_NEVER = 1 << 62
+# Lag kept from the base layer's limit: the block that takes the batch may be a little later.
+_LAG_MARGIN = 30
+
+
+class CoreBridge:
+    """The STF's BridgeView over the queue entries the follower fed to the engine (read from the
+    base layer's bridge storage): what the base layer itself will read."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def deposit(self, index: int) -> DepositEntry | None:
+        deposits = self.core.deposits
+        if 0 <= index < len(deposits):
+            _, account, amount, _ = deposits[index]
+            return DepositEntry(account, amount)  # type: ignore[arg-type]
+        return None
+
+    def forced(self, index: int) -> Any:
+        entries = self.core.forced_entries
+        return entries[index] if 0 <= index < len(entries) else None
+
+
+@dataclass
+class Cut:
+    first_out: int
+    end_out: int
+    time: int
+    dropped: set[int]
+    outputs: list[Any]
+    orders: dict[Hash32, SignedOrder]
+
+
+@dataclass
+class Built:
+    info: BatchInfo
+    data: bytes
+    globals_proof: bytes
+    mark: int  # state undo mark before the batch: rollback_to(mark) forgets it
+    leaves: list[tuple[int, int]]  # (output number, withdrawal leaf index)
+
+
+class Batcher:
+    def __init__(self, core: Core, journal: Journal | None, client: L1Client | None, max_txs: int,
+                 metrics: Any = None, post: bool = True) -> None:
+        self.core = core
+        self.journal = journal
+        self.client = client
+        self.preset = core.preset
+        self.max_txs = min(max_txs, self.preset.max_batch_txs)
+        self.metrics = metrics
+        self.post_enabled = post and client is not None
+        self.state = State.from_genesis(core.genesis)
+        self.bridge = CoreBridge(core)
+        self.next_out = 0
+        self.parent_time = int(core.genesis.genesis_time)
+        self.pending: Built | None = None  # built, not yet known to be on the base layer
+        self.halted: str | None = None  # set when the base layer lost one of our batches (issue 6)
+
+    # --- recovery ----------------------------------------------------------------------------------
+
+    def recover(self, rows: list[BatchRow]) -> None:
+        """Re-execute the journal's batches on a fresh state (the core was replayed first).
+
+        A batch built but never confirmed is checked against the base layer: there, it is
+        posted; missing, it is forgotten and its outputs go into the next cut.
+        """
+        for row in rows:
+            header = codec.decode_header(row.header)
+            if row.status == "built":
+                if self._on_chain(header):
+                    row = BatchRow(row.idx, row.first_out, row.end_out, row.dropped, row.header, "posted",
+                                   self._l1_id(header.index), row.posted_time)
+                    if self.journal is not None:
+                        self.journal.save_batch(row)
+                else:
+                    if self.journal is not None:
+                        self.journal.delete_batches_from(row.idx)
+                    break
+            cut = Cut(row.first_out, row.end_out, header.time, set(row.dropped),
+                      [self.core.output(n) for n in range(row.first_out, row.end_out)], self.core_orders())
+            built = self.build(cut, checked=True)
+            if built.info.header.post_root != header.post_root:
+                raise RuntimeError(f"replayed batch {row.idx} has root {built.info.header.post_root.hex()}, "
+                                   f"the journal says {header.post_root.hex()}")
+            built.info.header = header
+            built.info.status = row.status
+            built.info.l1_batch_id = row.l1_batch_id
+            built.info.posted_time = row.posted_time
+            self.accept(built)
+
+    def _on_chain(self, header: BatchHeader) -> bool:
+        if self.client is None:
+            return False
+        try:
+            view = self.client.canonical(header.index)
+        except L1Error as exc:
+            if exc.code == "not_found":
+                return False
+            raise
+        return bool(view.get("header_hash") == "0x" + keccak(codec.encode_header(header)).hex())
+
+    def _l1_id(self, index: int) -> int | None:
+        assert self.client is not None
+        return int(self.client.canonical(index)["batch_id"])
+
+    def core_orders(self) -> dict[Hash32, SignedOrder]:
+        return _OrderLookup(self.core)  # type: ignore[return-value]
+
+    # --- cutting (on the event loop) --------------------------------------------------------------
+
+    def cut(self, l1_now: int) -> Cut | None:
+        """The next batch's outputs and time, from the durable outputs not yet batched."""
+        core = self.core
+        start, end = self.next_out, min(core.out_durable, self.next_out + self.max_txs)
+        if end <= start:
+            return None
+        floor = max(self.parent_time, l1_now - self.preset.max_time_lag + _LAG_MARGIN)
+        lo, hi = floor, l1_now
+        oracle_time = {m: rec.oracle_time for m, rec in self.state.markets().items()}
+        staleness = {m: p.oracle_staleness for m, p in core.markets.items()}
+        orders = core.orders
+        dropped: set[int] = set()
+        n = start
+        while n < end:
+            o = core.output(n)
+            kind = type(o)
+            low, high = 0, _NEVER
+            if kind is Fill:
+                maker, taker = orders[o.maker].signed.order, orders[o.taker].signed.order
+                high = min(maker.expiry or _NEVER, taker.expiry or _NEVER,
+                           oracle_time[maker.market] + staleness[maker.market])
+            elif kind is Liquidate:
+                high = oracle_time[o.market] + staleness[o.market]
+            elif kind is OraclePrice:
+                low = o.time
+            elif kind is FundingTick:
+                low = high = core.out_times[n - core.out_base]
+            new_lo, new_hi = max(lo, low), min(hi, high)
+            if new_lo > new_hi:
+                if n == start + len(dropped):  # nothing fits before it: it can never be posted
+                    log.error("output %d (%s) fits no batch time in [%d, %d]: dropped", n, kind.__name__, lo, hi)
+                    dropped.add(n)
+                    n += 1
+                    continue
+                end = n
+                break
+            lo, hi = new_lo, new_hi
+            if kind is OraclePrice:
+                oracle_time[o.market] = o.time
+            n += 1
+        if end <= start:
+            return None
+        return Cut(start, end, hi, dropped, [core.output(i) for i in range(start, end)], self.core_orders())
+
+    # --- building (in a worker thread; the event loop keeps serving) -------------------------------
+
+    def build(self, cut: Cut, checked: bool = False) -> Built:
+        """Execute the cut on the state with the spec; the header and the data to post."""
+        started = time.perf_counter()
+        index = len(self.core.batches)
+        body, numbers, signers, ids = self._body(cut, cut.dropped)
+        env = Env(self.preset, Seconds(cut.time), self.bridge)
+        prev_root = self.state.root()
+        mark = len(self.state.undo)
+        w_before = self.state.globals().withdrawal_count
+        try:
+            apply_batch(self.state, body, env, signers=signers, ids=ids)
+        except InvalidTransaction as exc:
+            if checked:
+                raise
+            log.error("batch %d refused by the spec (%r): executing it transaction by transaction", index, exc)
+            body, numbers = self._apply_each(body, numbers, env, signers, ids, cut)
+        g = self.state.globals()
+        leaves = self._leaves(numbers, body, w_before)
+        if len(leaves) != g.withdrawal_count - w_before:  # pragma: no cover - the engine mirrors the spec
+            log.error("batch %d: %d withdrawal leaves expected, the spec appended %d", index, len(leaves),
+                      g.withdrawal_count - w_before)
+        data = codec.encode_batch_data(body)
+        header = BatchHeader(
+            index=index, prev_root=prev_root, post_root=self.state.root(), tx_count=len(body.txs),
+            tx_root=list_root([codec.tx_hash(t) for t in body.txs]), data_hash=keccak(data),
+            deposits_consumed=g.deposits_consumed, forced_consumed=g.forced_consumed,
+            withdrawal_root=witness.globals_withdrawal_root(g),
+            orders_root=list_root([codec.signed_order_hash(o) for o in body.orders]), time=Seconds(cut.time),
+        )
+        info = BatchInfo(index, cut.first_out, cut.end_out, frozenset(cut.dropped), header, "built",
+                         withdrawal_count=g.withdrawal_count)
+        if self.metrics is not None:
+            self.metrics.build_latency.observe(time.perf_counter() - started)
+        return Built(info, data, witness.prove_globals(self.state), mark, leaves)
+
+    def _body(self, cut: Cut, dropped: set[int]) -> tuple[BatchData, list[int], dict[int, Address], dict[int, Hash32]]:
+        orders: list[SignedOrder] = []
+        index_of: dict[Hash32, int] = {}
+        signers: dict[int, Address] = {}
+        ids: dict[int, Hash32] = {}
+        txs: list[Any] = []
+        numbers: list[int] = []
+        lookup = cut.orders
+        for n, o in enumerate(cut.outputs, cut.first_out):
+            if n in dropped:
+                continue
+            if type(o) is Fill:
+                pair = []
+                for oid in (o.maker, o.taker):
+                    i = index_of.get(oid)
+                    if i is None:
+                        signed = lookup[oid]
+                        i = index_of[oid] = len(orders)
+                        orders.append(signed)
+                        signers[i] = signed.order.account  # checked at intake; never rechecked here
+                        ids[i] = oid
+                    pair.append(i)
+                txs.append(Trade(pair[0], pair[1], o.lots, o.price))
+            else:
+                txs.append(o)
+            numbers.append(n)
+        return BatchData(tuple(orders), tuple(txs)), numbers, signers, ids
+
+    def _apply_each(self, body: BatchData, numbers: list[int], env: Env, signers: dict[int, Address],
+                    ids: dict[int, Hash32], cut: Cut) -> tuple[BatchData, list[int]]:
+        orders = BatchOrders(body.orders, self.preset, signers, ids)
+        for tx, n in zip(body.txs, numbers, strict=True):
+            try:
+                process_tx(self.state, tx, orders, env)
+            except InvalidTransaction as exc:
+                log.error("output %d (%s) refused by the spec: %r; dropped", n, type(tx).__name__, exc)
+                cut.dropped.add(n)
+                if self.metrics is not None:
+                    self.metrics.dropped_txs.inc()
+        rebuilt, kept, _, _ = self._body(cut, cut.dropped)
+        return rebuilt, kept
+
+    def _leaves(self, numbers: list[int], body: BatchData, count: int) -> list[tuple[int, int]]:
+        leaves = []
+        for n, tx in zip(numbers, body.txs, strict=True):
+            if type(tx) is Withdraw or (type(tx) is ForcedWithdraw and self.core.withdrawals[n].paid):
+                leaves.append((n, count))
+                count += 1
+        return leaves
+
+    def discard(self, built: Built) -> None:
+        """Forget a built batch that will not be posted: the state goes back to before it."""
+        self.state.rollback_to(built.mark)
+
+    # --- accepting and posting ---------------------------------------------------------------------
+
+    def accept(self, built: Built) -> None:
+        """The batch is ours for good (posted, or replayed): record it everywhere."""
+        info = built.info
+        core = self.core
+        for n, leaf in built.leaves:
+            w = core.withdrawals[n]
+            w.leaf_index = leaf
+            w.batch = info.index
+        core.batches.append(info)
+        self.next_out = info.end_out
+        self.parent_time = info.header.time
+        self.state.checkpoint()
+
+    def save(self, info: BatchInfo) -> None:
+        if self.journal is not None:
+            dropped = tuple(sorted(info.dropped))
+            self.journal.save_batch(BatchRow(info.index, info.first_out, info.end_out, dropped,
+                                             codec.encode_header(info.header), info.status, info.l1_batch_id,
+                                             info.posted_time))
+
+    def post(self, built: Built) -> None:
+        """Post a built batch (blocking: call from a worker thread). Raises L1Error on refusal."""
+        info = built.info
+        if not self.post_enabled:
+            info.status = "posted"
+            return
+        assert self.client is not None
+        started = time.perf_counter()
+        receipt = self.client.post_batch(info.header, built.data, built.globals_proof)
+        info.l1_batch_id = int(receipt["result"]["batch_id"])
+        info.posted_time = int(receipt["time"])
+        info.status = "posted"
+        if self.metrics is not None:
+            self.metrics.post_latency.observe(time.perf_counter() - started)
+            self.metrics.batch_txs.observe(info.header.tx_count)
+            self.metrics.batch_bytes.observe(len(built.data))
+
+
+class _OrderLookup:
+    """order id -> SignedOrder over the core's orders (no copy)."""
+
+    def __init__(self, core: Core) -> None:
+        self.orders = core.orders
+
+    def __getitem__(self, oid: Hash32) -> SignedOrder:
+        return self.orders[oid].signed

@@ -1,0 +1,255 @@
+"""The durable journal: every input the engine saw, in order, and every batch cut from its output.
+
+A request is acknowledged only after its record is committed here. One writer thread groups
+whatever arrived while the previous commit was running into the next transaction, so many
+requests share one commit (one fsync): durability costs latency, not throughput
+(bench/journal.py measures both). Replaying the records through a fresh engine rebuilds the
+book, the accounts and the output stream exactly (recovery.py).
+SQLite (WAL, synchronous=FULL) by default; PostgreSQL by URL, optionally inside a schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+    update,
+)
+
+log = logging.getLogger("rampart.journal")
+
+metadata = MetaData()
+
+records = Table(
+    "journal",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("now", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),  # rollup batch index
+    Column("first_out", BigInteger, nullable=False),  # engine outputs [first_out, end_out)
+    Column("end_out", BigInteger, nullable=False),
+    Column("dropped", Text, nullable=False, default=""),  # comma-separated outputs left out
+    Column("header", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),  # built, posted, final, invalid
+    Column("l1_batch_id", BigInteger, nullable=True),
+    Column("posted_time", BigInteger, nullable=True),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        connect_args["check_same_thread"] = False
+        connect_args["timeout"] = 30
+    elif schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit is fsynced before it returns, so an acknowledgement survives
+            # power loss too, not only kill -9 (group commit pays for it, see bench/journal.py)
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+    elif schema:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    return engine
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    kind: int
+    now: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    idx: int
+    first_out: int
+    end_out: int
+    dropped: tuple[int, ...]
+    header: bytes
+    status: str
+    l1_batch_id: int | None
+    posted_time: int | None
+
+
+class JournalFailed(Exception):
+    """The journal could not commit: nothing after the last durable record may be acknowledged."""
+
+
+_STOP = object()
+
+
+class Journal:
+    """Group-committing append-only log. `append` is called from one thread (the event loop);
+    `on_durable(seq)` is called from the writer thread after every commit."""
+
+    def __init__(self, engine: Engine, group: int = 8192) -> None:
+        self.engine = engine
+        self.group = group
+        metadata.create_all(engine)
+        self.next_seq = 1 + (self._scalar(select(records.c.seq).order_by(records.c.seq.desc()).limit(1)) or 0)
+        self.durable_seq = self.next_seq - 1
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.on_durable: Callable[[int], None] = lambda seq: None
+        self.failed: BaseException | None = None
+        self.commits = 0
+        self.committed = 0
+        self.thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, url: str, schema: str | None = None, group: int = 8192) -> Journal:
+        return cls(make_engine(url, schema), group)
+
+    def _scalar(self, stmt: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).scalar()
+
+    # --- reading (recovery) ---
+
+    def replay(self, chunk: int = 20_000) -> Iterator[Record]:
+        """Every record in sequence order."""
+        after = 0
+        with self.engine.connect() as conn:
+            while True:
+                rows = conn.execute(
+                    select(records).where(records.c.seq > after).order_by(records.c.seq).limit(chunk)
+                ).all()
+                if not rows:
+                    return
+                for r in rows:
+                    yield Record(r.seq, r.kind, r.now, bytes(r.body))
+                after = rows[-1].seq
+
+    def batches(self) -> list[BatchRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(batches).order_by(batches.c.idx)).all()
+        return [BatchRow(r.idx, r.first_out, r.end_out, tuple(int(x) for x in r.dropped.split(",") if x),
+                         bytes(r.header), r.status, r.l1_batch_id, r.posted_time) for r in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        value: str | None = self._scalar(select(meta.c.value).where(meta.c.key == key))
+        return value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(select(meta.c.key).where(meta.c.key == key)).first() is None:
+                conn.execute(meta.insert().values(key=key, value=value))
+            else:
+                conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+
+    # --- batches (written by the batcher, synchronously) ---
+
+    def save_batch(self, row: BatchRow) -> None:
+        values = {"first_out": row.first_out, "end_out": row.end_out, "dropped": ",".join(map(str, row.dropped)),
+                  "header": row.header, "status": row.status, "l1_batch_id": row.l1_batch_id,
+                  "posted_time": row.posted_time}
+        with self.engine.begin() as conn:
+            if conn.execute(select(batches.c.idx).where(batches.c.idx == row.idx)).first() is None:
+                conn.execute(batches.insert().values(idx=row.idx, **values))
+            else:
+                conn.execute(update(batches).where(batches.c.idx == row.idx).values(**values))
+
+    def set_batch_status(self, idx: int, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(batches).where(batches.c.idx == idx).values(status=status))
+
+    def delete_batches_from(self, idx: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(batches.delete().where(batches.c.idx >= idx))
+
+    # --- appending (hot path) ---
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self.thread.start()
+
+    def append(self, kind: int, now: int, body: bytes) -> int:
+        """Queue one record; returns its sequence number. Durable once on_durable(>= seq) ran."""
+        if self.failed is not None:
+            raise JournalFailed(str(self.failed))
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.queue.put((seq, kind, now, body))
+        return seq
+
+    def _run(self) -> None:
+        q, group, insert = self.queue, self.group, records.insert()
+        keys = ("seq", "kind", "now", "body")
+        with self.engine.connect() as conn:
+            while True:
+                item = q.get()
+                if item is _STOP:
+                    return
+                rows = [item]
+                stop = False
+                while len(rows) < group:
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    rows.append(item)
+                try:
+                    conn.execute(insert, [dict(zip(keys, r, strict=True)) for r in rows])
+                    conn.commit()
+                except BaseException as exc:  # the disk or the database is gone: stop acknowledging
+                    log.exception("journal commit failed")
+                    self.failed = exc
+                    self.on_durable(-1)
+                    return
+                self.commits += 1
+                self.committed += len(rows)
+                self.durable_seq = rows[-1][0]
+                self.on_durable(self.durable_seq)
+                if stop:
+                    return
+
+    def close(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            self.queue.put(_STOP)
+            self.thread.join(30)
+        self.thread = None
+        self.engine.dispose()

@@ -1,0 +1,128 @@
+"""One sequencer, assembled: settings -> base-layer client -> genesis -> journal -> replay ->
+batcher recovery -> service, feeds, oracle intake, metrics -> the app with its background loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from contracts_spec.crypto import address_of_private_key
+from contracts_spec.params import genesis_from_json, genesis_to_json
+from contracts_spec.types import Genesis
+from l1_mock.client import L1Client, L1Error
+from sequencer.batcher import Batcher
+from sequencer.core import Core
+from sequencer.feeds import Hub
+from sequencer.follower import Follower
+from sequencer.intake import Verifier
+from sequencer.journal import Journal
+from sequencer.metrics import Metrics
+from sequencer.oracle import OracleIntake
+from sequencer.service import Service
+from sequencer.settings import Settings
+
+log = logging.getLogger("rampart.node")
+
+
+class GenesisMismatch(Exception):
+    pass
+
+
+def load_genesis(settings: Settings, client: L1Client | None) -> Genesis:
+    if settings.genesis is not None:
+        return genesis_from_json(settings.genesis.read_text())
+    if client is None:
+        raise GenesisMismatch("no genesis file and no base layer to read it from")
+    return client.genesis()
+
+
+def recover_core(genesis: Genesis, journal: Journal) -> Core:
+    """Replay every journal record through a fresh core."""
+    core = Core(genesis, journal)
+    for record in journal.replay():
+        core.replay_record(record.kind, record.now, record.body)
+    return core
+
+
+class Node:
+    def __init__(self, settings: Settings, client: L1Client | None = None, genesis: Genesis | None = None) -> None:
+        settings.check()
+        self.settings = settings
+        key = settings.key_bytes()
+        self.client = client if client is not None else L1Client(settings.l1_url, key)
+        self.genesis = genesis or load_genesis(settings, self.client)
+        # Verify the key is the genesis sequencer's and the journal belongs to this genesis
+        if address_of_private_key(key) != self.genesis.sequencer:
+            raise GenesisMismatch("the sequencer key is not the genesis sequencer")
+        self.journal = Journal.open(settings.db, settings.db_schema, settings.journal_group)
+        stored = self.journal.get_meta("genesis")
+        if stored is None:
+            self.journal.set_meta("genesis", genesis_to_json(self.genesis))
+        elif stored != genesis_to_json(self.genesis):
+            raise GenesisMismatch("the journal was written under another genesis")
+        self.metrics = Metrics()
+        self.core = recover_core(self.genesis, self.journal)
+        self.batcher = Batcher(self.core, self.journal, self.client, settings.batch_max_txs, self.metrics,
+                               post=settings.post_batches)
+        self.batcher.recover(self.journal.batches())
+        self.service = Service(self.core, settings, Verifier(settings.verify_workers))
+        self.service.metrics = self.metrics
+        self.hub = Hub(self.service)
+        self.oracle = OracleIntake(self.service)
+        self.follower = Follower(self.core, self.batcher, self.client, settings, self.metrics,
+                                 publish=self.hub.on_core, defender=None)
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def stake(self) -> None:
+        """Dev: make sure the sequencer is registered with enough stake to post."""
+        if not (self.settings.auto_stake and self.settings.post_batches):
+            return
+        rollup = self.client.rollup()
+        need = self.genesis.preset.sequencer_stake_min
+        if rollup["registered"] and rollup["stake"] >= need:
+            return
+        self.client.faucet(native=need * 2)
+        self.client.register_sequencer(need)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.stake)
+            await self.follower.follow_once()
+        except L1Error as exc:
+            log.warning("base layer not ready at start: %s", exc)
+        self.core.attach(loop)
+        self.journal.start()
+        self.hub.reset_books()
+        self.tasks = [asyncio.create_task(self.follower.follow(), name="follow"),
+                      asyncio.create_task(self.follower.batches(), name="batches")]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks = []
+        await asyncio.to_thread(self.journal.close)
+        self.service.verifier.close()
+        self.client.close()
+
+
+def create(settings: Settings) -> Any:
+    from sequencer.api import create_app
+
+    node = Node(settings)
+    return create_app(node), node

@@ -1,0 +1,74 @@
+"""Settings of the sequencer service, in one place: env prefix RAMPART_, CLI flags override.
+
+Unsafe defaults (the dev sequencer key, time travel, a world-open bind without a real key) are
+refused outside `env=dev` by `Settings.check`, before anything is opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts_spec.crypto import private_key_from_seed
+
+# `sequencer.scenario.Keys()["sequencer"]`: the key of every dev genesis. Never outside dev.
+DEV_SEQUENCER_KEY = private_key_from_seed(b"sequencer").hex()
+
+
+class UnsafeSettings(ValueError):
+    """A setting that is only acceptable in dev was used elsewhere."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAMPART_")
+
+    env: str = "dev"  # dev | prod
+    l1_url: str = "http://127.0.0.1:8545"
+    sequencer_key: str | None = None  # hex private key; the dev key when unset (dev only)
+    genesis: Path | None = None  # default: the base layer's stored genesis
+    db: str = "sqlite:///rampart-sequencer.db"  # journal; PostgreSQL by URL
+    db_schema: str | None = None  # PostgreSQL only: run inside this schema (created if missing)
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # batcher and follower
+    batch_interval: float = 2.0  # seconds between batches (a batch is cut earlier at batch_max_txs)
+    batch_max_txs: int = 4096  # never above the preset's max_batch_txs
+    follow_interval: float = 0.5  # seconds between base-layer polls (time, deposits, statuses)
+    post_batches: bool = True  # False: build and execute batches but never post (read-only replicas, tests)
+    auto_stake: bool = True  # dev: take native coin from the faucet and register if not registered
+
+    # intake limits
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch_orders: int = 2000  # orders in one batch request
+    max_open_orders: int = 10_000  # resting orders per account
+    account_rate: float = 50_000.0  # state-changing requests per second per account (token bucket)
+    account_burst: int = 100_000
+    connection_rate: float = 50_000.0  # requests per second per connection
+    connection_burst: int = 100_000
+    auth_window: int = 300  # a private read's Subscribe timestamp must be within this of the clock
+
+    # websocket
+    ws_queue: int = 1024  # messages buffered per connection; a client that falls further behind is dropped
+    ws_max_subscriptions: int = 64
+
+    # signatures: 0 checks them on the event loop; N > 0 uses N worker processes
+    verify_workers: int = 0
+    journal_group: int = 8192  # most records per journal commit
+
+    def key_bytes(self) -> bytes:
+        return bytes.fromhex((self.sequencer_key or DEV_SEQUENCER_KEY).removeprefix("0x"))
+
+    def check(self) -> None:
+        """Refuse dev-only settings outside dev."""
+        if self.env == "dev":
+            return
+        if self.env != "prod":
+            raise UnsafeSettings(f"env must be dev or prod, not {self.env!r}")
+        if not self.sequencer_key or self.key_bytes().hex() == DEV_SEQUENCER_KEY:
+            raise UnsafeSettings("outside dev the sequencer key must be set, and not to the dev key")
+        if self.auto_stake:
+            raise UnsafeSettings("auto_stake takes coin from the dev faucet: dev only")
+        if not self.post_batches:
+            raise UnsafeSettings("a production sequencer posts its batches")
