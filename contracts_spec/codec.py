@@ -13,7 +13,7 @@ small, since most leaves sit near their defaults: unsigned fields are LEB128 var
 to u64; u32 for market ids, u128 for the premium-lots and open-interest accumulators),
 signed fields (collateral, position lots, funding/loss indices, premium sum) are zigzag
 LEB128 varints bounded to i128, and a varint must be minimal. A default Account is 4 bytes,
-a default Position 3. Market parameters inside a Market are fixed-width plus u8-length
+a default Position 3. Globals ends with the governance counter only when it is non-zero. Market parameters inside a Market are fixed-width plus u8-length
 UTF-8 strings.
 
 Batch data is `VERSION` (1 byte) || zlib(body), body = u32 order count, the signed orders,
@@ -33,6 +33,7 @@ from contracts_spec.errors import DecodeError, InvalidAmount, InvalidBatch
 from contracts_spec.types import (
     WITHDRAWAL_TREE_DEPTH,
     Account,
+    ApplyGovernance,
     Atoms,
     BatchData,
     BatchHeader,
@@ -45,6 +46,8 @@ from contracts_spec.types import (
     ForcedWithdraw,
     FundingTick,
     Globals,
+    GovernanceChange,
+    GovernanceEntry,
     Hash32,
     Liquidate,
     Lots,
@@ -57,6 +60,8 @@ from contracts_spec.types import (
     Position,
     Ppm,
     Seconds,
+    SetMarketParams,
+    SetOracleSigners,
     SignedOrder,
     Ticks,
     TimeInForce,
@@ -92,6 +97,7 @@ _U128_BITS: Final = 128
 # --- fixed layouts -------------------------------------------------------------------------
 
 _U32: Final = struct.Struct(">I")
+_U64: Final = struct.Struct(">Q")
 _ORDER: Final = struct.Struct(">20sIBQQBBQQQ")  # account market isBuy price lots tif reduceOnly expiry nonce clientId
 _SIGNED_ORDER: Final = struct.Struct(">20sIBQQBBQQQ65s")
 _ORACLE_REPORT: Final = struct.Struct(">IQQ65s")
@@ -104,6 +110,7 @@ _ORACLE_PRICE: Final = struct.Struct(">BIQB")  # then count x _ORACLE_REPORT
 _FUNDING_TICK: Final = struct.Struct(">BI")
 _LIQUIDATE: Final = struct.Struct(">B20sIQQ")
 _WITHDRAW: Final = struct.Struct(">B20sQQ65s")
+_APPLY_GOVERNANCE: Final = struct.Struct(">BQ")
 _HEADER: Final = struct.Struct(">BQ32s32sI32s32sQQ32s32sQ")
 _WITHDRAWAL_LEAF: Final = struct.Struct(">Q20sQ")
 _QUEUE_ENTRY: Final = struct.Struct(">20sQ")  # DepositEntry and ForcedEntry
@@ -406,6 +413,10 @@ def _encode_withdraw(tx: Withdraw) -> bytes:
     return _pack(_WITHDRAW, "withdraw", TxKind.WITHDRAW, tx.account, tx.amount, tx.nonce, tx.signature)
 
 
+def _encode_apply_governance(tx: ApplyGovernance) -> bytes:
+    return _pack(_APPLY_GOVERNANCE, "apply governance", TxKind.APPLY_GOVERNANCE, tx.queue_index)
+
+
 _TX_ENCODERS: Final[dict[type, Callable[[Any], bytes]]] = {
     Deposit: _encode_deposit,
     ForcedWithdraw: _encode_forced_withdraw,
@@ -416,6 +427,7 @@ _TX_ENCODERS: Final[dict[type, Callable[[Any], bytes]]] = {
     FundingTick: _encode_funding_tick,
     Liquidate: _encode_liquidate,
     Withdraw: _encode_withdraw,
+    ApplyGovernance: _encode_apply_governance,
 }
 
 
@@ -485,6 +497,11 @@ def _decode_withdraw(buf: bytes, pos: int) -> tuple[Tx, int]:
     return Withdraw(account=account, amount=Atoms(amount), nonce=nonce, signature=signature), pos + _WITHDRAW.size
 
 
+def _decode_apply_governance(buf: bytes, pos: int) -> tuple[Tx, int]:
+    _, queue_index = _APPLY_GOVERNANCE.unpack_from(buf, pos)
+    return ApplyGovernance(queue_index=queue_index), pos + _APPLY_GOVERNANCE.size
+
+
 _TxDecoder = Callable[[bytes, int], tuple[Tx, int]]
 _TX_DECODERS: Final[dict[int, _TxDecoder]] = {
     TxKind.DEPOSIT: _decode_deposit,
@@ -496,6 +513,7 @@ _TX_DECODERS: Final[dict[int, _TxDecoder]] = {
     TxKind.FUNDING_TICK: _decode_funding_tick,
     TxKind.LIQUIDATE: _decode_liquidate,
     TxKind.WITHDRAW: _decode_withdraw,
+    TxKind.APPLY_GOVERNANCE: _decode_apply_governance,
 }
 _TX_DECODER_TABLE: Final[tuple[_TxDecoder | None, ...]] = tuple(_TX_DECODERS.get(tag) for tag in range(256))
 
@@ -721,6 +739,10 @@ def _encode_globals(g: Globals) -> bytes:
             nodes.append(node)
     _put_uvarint(out, bitmap, WITHDRAWAL_TREE_DEPTH, "branch bitmap")
     out += b"".join(nodes)
+    # Appended only once a governance change was applied: a state that never applied one keeps
+    # the encoding (and so the root) it had before governance existed
+    if g.governance_applied:
+        _put_uvarint(out, g.governance_applied, _U64_BITS, "governance_applied")
     return bytes(out)
 
 
@@ -742,8 +764,14 @@ def _read_globals(r: _Reader) -> Globals:
             branch.append(node)
         else:
             branch.append(_ZERO_HASH)
+    governance = 0
+    if r.pos < len(r.buf):
+        governance = r.uvarint(_U64_BITS)
+        # Verify a present governance counter is non-zero: a zero counter must be left out
+        if governance == 0:
+            raise DecodeError("zero governance counter marked present")
     return Globals(deposits_consumed=deposits, forced_consumed=forced, withdrawal_count=count,
-                   withdrawal_branch=tuple(branch))
+                   withdrawal_branch=tuple(branch), governance_applied=governance)
 
 
 def _encode_config(c: Config) -> bytes:
@@ -797,6 +825,56 @@ def _read_forced_entry(r: _Reader) -> ForcedEntry:
     return ForcedEntry(account=account, amount=Atoms(amount))
 
 
+_CHANGE_MARKET: Final = 1
+_CHANGE_ORACLE: Final = 2
+
+
+def encode_governance_change(change: GovernanceChange) -> bytes:
+    """u8 kind, then SetMarketParams: the market parameters; SetOracleSigners: varint count, the
+    addresses, varint quorum."""
+    if isinstance(change, SetMarketParams):
+        return bytes((_CHANGE_MARKET,)) + encode_market_params(change.params)
+    if isinstance(change, SetOracleSigners):
+        if len(change.signers) > MAX_ORACLE_SIGNERS:
+            raise InvalidAmount(f"more than {MAX_ORACLE_SIGNERS} oracle signers")
+        out = bytearray((_CHANGE_ORACLE,))
+        _put_uvarint(out, len(change.signers), _U32_BITS, "signer count")
+        for signer in change.signers:
+            _check_bytes(signer, ADDRESS_BYTES, "oracle signer")
+            out += signer
+        _put_uvarint(out, change.quorum, _U32_BITS, "oracle quorum")
+        return bytes(out)
+    raise TypeError(f"not a governance change: {type(change).__name__}")
+
+
+def _read_governance_change(r: _Reader) -> GovernanceChange:
+    kind = r.u8()
+    if kind == _CHANGE_MARKET:
+        return SetMarketParams(_read_market_params(r))
+    if kind == _CHANGE_ORACLE:
+        signers = tuple(r.take(ADDRESS_BYTES) for _ in range(r.count(MAX_ORACLE_SIGNERS, "oracle signers")))
+        return SetOracleSigners(signers=signers, quorum=r.uvarint(_U32_BITS))
+    raise DecodeError(f"unknown governance change kind {kind}")
+
+
+def decode_governance_change(b: bytes) -> GovernanceChange:
+    return _decode_whole(b, _read_governance_change)
+
+
+def encode_governance_entry(entry: GovernanceEntry) -> bytes:
+    """effective_time u64 || the change: the base layer's governance-queue entry."""
+    return _pack(_U64, "governance effective time", entry.effective_time) + encode_governance_change(entry.change)
+
+
+def _read_governance_entry(r: _Reader) -> GovernanceEntry:
+    (effective_time,) = r.fixed(_U64)
+    return GovernanceEntry(change=_read_governance_change(r), effective_time=Seconds(effective_time))
+
+
+def decode_governance_entry(b: bytes) -> GovernanceEntry:
+    return _decode_whole(b, _read_governance_entry)
+
+
 _RECORD_ENCODERS: Final[dict[type, Callable[[Any], bytes]]] = {
     Account: _encode_account,
     Position: _encode_position,
@@ -808,6 +886,7 @@ _RECORD_ENCODERS: Final[dict[type, Callable[[Any], bytes]]] = {
     WithdrawalLeaf: encode_withdrawal_leaf,
     DepositEntry: encode_deposit_entry,
     ForcedEntry: encode_forced_entry,
+    GovernanceEntry: encode_governance_entry,
 }
 
 

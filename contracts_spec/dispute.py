@@ -30,6 +30,7 @@ from contracts_spec.stf import BridgeView
 from contracts_spec.types import (
     PPM,
     Address,
+    ApplyGovernance,
     BatchData,
     BatchHeader,
     Globals,
@@ -456,6 +457,10 @@ class ForcedInclusionMissed(InvalidBatch):
     pass
 
 
+class GovernanceTooEarly(InvalidBatch):
+    """The batch applies a governance change before its effective time (or one never announced)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Parent:
     """The valid head the next batch must build on (at genesis: index -1, the genesis root)."""
@@ -463,6 +468,7 @@ class Parent:
     index: int
     post_root: Root
     time: int
+    governance_applied: int = 0  # the parent post-state's governance-queue position
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,9 +486,11 @@ def verify_batch(
     block_time: int,
     deposit_time: Callable[[int], int | None],
     forced_time: Callable[[int], int | None],
+    governance_time: Callable[[int], int | None] = lambda index: None,
 ) -> Posting:
     """Every check the base layer makes on a posted batch, so every accepted batch is decodable
-    and provable. `deposit_time(i)` / `forced_time(i)` give the queue entry's time (None: none)."""
+    and provable. `deposit_time(i)` / `forced_time(i)` give the queue entry's time, and
+    `governance_time(i)` the governance change's effective time (None: no such entry)."""
     # Verify the batch builds on the valid head
     if header.index != parent.index + 1 or header.prev_root != parent.post_root:
         raise BadParent(f"batch must be index {parent.index + 1} on root 0x{parent.post_root.hex()}")
@@ -509,12 +517,32 @@ def verify_batch(
     if not body.txs and header.post_root != header.prev_root:
         raise HeaderMismatch("an empty batch must keep its parent's root")
     g = read_post_globals(header, globals_proof)
-    # Verify no deposit or forced request older than the delay is left unconsumed
+    verify_governance_applied(header, body, parent, g, governance_time)
+    # Verify no deposit, forced request or effective governance change older than the delay is left
     due = block_time - preset.forced_inclusion_delay
-    for name, queued in (("deposit", deposit_time(g.deposits_consumed)), ("forced", forced_time(g.forced_consumed))):
+    for name, queued in (("deposit", deposit_time(g.deposits_consumed)), ("forced", forced_time(g.forced_consumed)),
+                         ("governance change", governance_time(g.governance_applied))):
         if queued is not None and queued <= due:
             raise ForcedInclusionMissed(f"{name} queued at {queued} is past the forced-inclusion delay")
     return Posting(body, g)
+
+
+def verify_governance_applied(
+    header: BatchHeader, body: BatchData, parent: Parent, g: Globals, governance_time: Callable[[int], int | None]
+) -> None:
+    """The batch's ApplyGovernance transactions take the next queue entries in order, each one
+    effective at the batch's time, and the post-state's counter says so."""
+    applied = [tx.queue_index for tx in body.txs if type(tx) is ApplyGovernance]
+    # Verify the data applies the next entries in order and the post-state's counter follows
+    if applied != list(range(parent.governance_applied, parent.governance_applied + len(applied))):
+        raise GovernanceTooEarly(f"governance changes {applied} are not the next ones from {parent.governance_applied}")
+    if g.governance_applied != parent.governance_applied + len(applied):
+        raise HeaderMismatch("the post-state's governance position does not match the data")
+    # Verify each change is announced and effective at the batch time
+    for index in applied:
+        effective = governance_time(index)
+        if effective is None or effective > header.time:
+            raise GovernanceTooEarly(f"governance change {index} is not effective at {header.time} ({effective})")
 
 
 def read_post_globals(header: BatchHeader, globals_proof: bytes) -> Globals:

@@ -146,3 +146,11 @@ class FundingTooEarly(InvalidTransaction):
 
 class PositionLimit(InvalidTransaction):
     pass
+
+
+class GovernanceNotEffective(InvalidTransaction):
+    """A governance change applied before its effective time."""
+
+
+class BadGovernanceChange(InvalidTransaction):
+    """A governance change the rules refuse at announcement (malformed parameters or signers)."""

@@ -1,9 +1,11 @@
 """The escape hatch: when the rollup may be frozen, and what each user may take out after.
 
-After a freeze no batch is accepted; each user proves their account (and every position and
-market of its open-market set) against the last final state root, once, and is paid its
-value at that root's oracle prices, with funding and losses settled. The base layer runs
-these rules; the bridge never pays out more than it holds.
+After a freeze no batch is accepted and no game opens; the escape root is the last batch that
+was final at the freeze (the genesis root if none was), and no later batch becomes final. Each
+user proves their account (and every position and market of its open-market set) against it,
+once, and is paid its value at that root's oracle prices, with funding and losses settled.
+Deposits that root had not consumed go back to their accounts; withdrawals in its tree stay
+payable. The base layer runs these rules; the bridge never pays out more than it holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ class Liveness:
 
     now: int
     last_batch_time: int  # base-layer time of the last accepted batch (deployment time if none)
-    oldest_unserved_forced_time: int | None  # base-layer time of the oldest forced request not consumed
+    # base-layer time of the forced request at the valid head's forced_consumed (None: none
+    # queued): a request consumed only by a batch that was later lost is unserved again
+    oldest_unserved_forced_time: int | None
 
 
 def is_freeze_allowed(liveness: Liveness, preset: Preset) -> bool:
@@ -67,3 +71,37 @@ def compute_escape_value(final_root: Root, proof: bytes, account: Address) -> At
 def compute_escape_payment(value: int, bridge_balance: int) -> int:
     """What the bridge pays: the value, capped by what the bridge still holds."""
     return max(0, min(value, bridge_balance))
+
+
+def compute_escape_available(bridge_balance: int, unrefunded_deposits: int) -> int:
+    """What escape claims may draw on: the bridge less the deposits the escape root never consumed.
+
+    Those deposits are owed to their depositors whatever the claims: they are reserved first.
+    """
+    return max(0, bridge_balance - unrefunded_deposits)
+
+
+def verify_escape_payment(payment: int) -> None:
+    # Verify the claim takes something: a bankrupt account (or an empty bridge) has nothing to take
+    if payment <= 0:
+        raise EscapeRefused("nothing to take: the account's value at the escape root is zero")
+
+
+def is_deposit_refundable(index: int, escape_deposits_consumed: int) -> bool:
+    """A deposit the escape root never consumed is not in any account: it goes back whole."""
+    return index >= escape_deposits_consumed
+
+
+def verify_deposit_refund(index: int, escape_deposits_consumed: int) -> None:
+    # Verify the escape root did not consume the deposit (else it is in the account's value)
+    if not is_deposit_refundable(index, escape_deposits_consumed):
+        raise EscapeRefused(f"deposit {index} was consumed by the escape root: escape with the account")
+
+
+def is_final_after_freeze(valid: bool, index: int, escape_index: int) -> bool:
+    """After a freeze, final means: on the valid chain at or below the escape batch's index.
+
+    Games can no longer open, so a batch still inside its window at the freeze could never be
+    challenged again: it must never become final.
+    """
+    return valid and index <= escape_index

@@ -136,6 +136,7 @@ class TxKind(IntEnum):
     FUNDING_TICK = 7
     LIQUIDATE = 8
     WITHDRAW = 9
+    APPLY_GOVERNANCE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,15 @@ class Withdraw:
     signature: bytes
 
 
-Tx = Deposit | ForcedWithdraw | Trade | Cancel | CancelAll | OraclePrice | FundingTick | Liquidate | Withdraw
+@dataclass(frozen=True, slots=True)
+class ApplyGovernance:
+    queue_index: int  # the change itself is read from the base layer's governance queue
+
+
+Tx = (
+    Deposit | ForcedWithdraw | Trade | Cancel | CancelAll | OraclePrice | FundingTick | Liquidate | Withdraw
+    | ApplyGovernance
+)
 
 
 # --- bridge queue entries (base-layer storage, read by the STF through BridgeView) ----------
@@ -214,6 +223,29 @@ class DepositEntry:
 class ForcedEntry:
     account: Address
     amount: Atoms
+
+
+# --- governance changes (announced on the base layer, applied by ApplyGovernance) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetMarketParams:
+    params: MarketParams  # new parameters of market params.market_id, or a new market (the next id)
+
+
+@dataclass(frozen=True, slots=True)
+class SetOracleSigners:
+    signers: tuple[Address, ...]
+    quorum: int
+
+
+GovernanceChange = SetMarketParams | SetOracleSigners
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceEntry:
+    change: GovernanceChange
+    effective_time: Seconds  # announcement time + the preset's governance_delay
 
 
 # --- state records -------------------------------------------------------------------------
@@ -266,6 +298,7 @@ class Globals:
     forced_consumed: int = 0  # next forced-request index
     withdrawal_count: int = 0
     withdrawal_branch: tuple[Hash32, ...] = field(default_factory=lambda: (bytes(32),) * WITHDRAWAL_TREE_DEPTH)
+    governance_applied: int = 0  # next governance-queue index the rollup will apply
 
 
 @dataclass(frozen=True, slots=True)
