@@ -37,7 +37,7 @@ from contracts_spec.state import State
 from contracts_spec.stf import BridgeView, Env
 from contracts_spec.types import BatchData, BatchHeader, Genesis, Root
 from l1_mock.client import ClientBridge, GameInfo, L1Client, L1Error
-from verifier.trace import Fault, Trace
+from verifier.trace import Fault, Trace, TraceMismatch
 
 log = logging.getLogger("rampart.player")
 
@@ -329,11 +329,15 @@ class Player:
         if info.deadline is not None and now > info.deadline:
             return self._resolve(game_id)
         g = info.game
-        truth = self._truth(info.batch_id)
-        # Verify my trace holds the root both sides agree on: otherwise nothing I play is backed
-        if truth.root_at(g.lo) != g.lo_root:
-            log.error("game %d: my root at %d is not the agreed one: not playing", game_id, g.lo)
-            return []
+        try:
+            truth = self._truth(info.batch_id)
+            # Verify my trace holds the root both sides agree on: otherwise nothing I play is backed
+            if truth.root_at(g.lo) != g.lo_root:
+                raise TraceMismatch(f"my root at {g.lo} is not the agreed one")
+        except Exception:
+            if self._batch_fell(info.batch_id):  # unplayable, but moot: close it
+                return self._resolve(game_id)
+            raise
         move = dispute.next_move(g, self.seat, truth.root_at)
         if move is None:
             return []
@@ -370,6 +374,10 @@ class Player:
             log.warning("game %d: the step at %d would not win for me: not stepping", info.game_id, g.lo)
             return False
         return True
+
+    def _batch_fell(self, batch_id: int) -> bool:
+        """Lost in another game, or invalid through an ancestor: every game on it can be resolved."""
+        return self.client.batch(batch_id)["status"] in ("lost", "invalid")
 
     def _resolve(self, game_id: int) -> list[Played]:
         try:

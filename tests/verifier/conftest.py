@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from contracts_spec import codec, witness
 from contracts_spec.crypto import keccak
 from contracts_spec.dispute import Seat
+from contracts_spec.errors import InvalidTransaction
 from contracts_spec.merkle import list_root
 from contracts_spec.state import State
 from contracts_spec.stf import BatchOrders, Env, process_tx
@@ -25,7 +26,7 @@ from contracts_spec.types import BatchData, BatchHeader, Genesis, Seconds
 from l1_mock.client import L1Client
 from sequencer.scenario import BatchBuilder, Keys, dev_genesis
 from tests.l1.conftest import NATIVE, T0, Node, make_settings
-from verifier.player import Outcome, Player, chain_trace
+from verifier.player import Outcome, Player, TruthProvider, chain_trace
 from verifier.trace import Fault, Trace
 
 PG_URL = os.environ.get("RAMPART_TEST_PG")
@@ -52,8 +53,9 @@ class Posted:
     batch_id: int
     header: BatchHeader
     body: BatchData
-    pre: State  # the valid state before the batch: copy it before handing it to a trace
+    pre: State  # the sequencer's state before the batch: copy it before handing it to a trace
     env: Env
+    fault: Fault | None  # the lie the sequencer told in it, if any
 
 
 class Arena:
@@ -104,9 +106,11 @@ class Arena:
                 b.trade(maker, taker, 1)
         return b.data()
 
-    def post(self, body: BatchData, fault: Fault | None = None) -> int:
+    def post(self, body: BatchData, fault: Fault | None = None, build_on_lie: bool = False,
+             skip_rejected: bool = False) -> int:
         """Execute and post a batch; with a fault the header carries the faulty post root and the
-        valid head stays where it was."""
+        sequencer's next batch builds on the valid head unless `build_on_lie`. `skip_rejected`
+        posts a batch holding transactions the rules reject, as if they changed nothing."""
         preset = self.genesis.preset
         now = self.seq.now()
         env = Env(preset, Seconds(now), self.builder.bridge)
@@ -114,7 +118,11 @@ class Arena:
         prev_root = state.root()
         orders = BatchOrders(body.orders, preset)
         for i, tx in enumerate(body.txs):
-            process_tx(state, tx, orders, env)
+            try:
+                process_tx(state, tx, orders, env)
+            except InvalidTransaction:
+                if not skip_rejected:
+                    raise
             if fault is not None:
                 fault(i, state)
         data = codec.encode_batch_data(body)
@@ -127,19 +135,19 @@ class Arena:
             orders_root=list_root([codec.signed_order_hash(o) for o in body.orders]), time=Seconds(now),
         )
         bid = int(self.seq.post_batch(header, data, witness.prove_globals(state))["result"]["batch_id"])
-        self.posted[bid] = Posted(bid, header, body, pre, env)
-        if fault is None:
+        self.posted[bid] = Posted(bid, header, body, pre, env, fault)
+        if fault is None or build_on_lie:
             self.state = state
         return bid
 
     # --- players ----------------------------------------------------------------------------------
 
-    def sequencer_truth(self, fault: Fault | None = None) -> Callable[[int], Trace]:
-        """The sequencer's view: the batches it built, from its own records (faulty if asked)."""
+    def sequencer_truth(self) -> Callable[[int], Trace]:
+        """The sequencer's view: each batch as it built it, from its own records (lie included)."""
 
         def truth(batch_id: int) -> Trace:
             p = self.posted[batch_id]
-            return Trace(p.pre.copy(), p.header, p.body, p.env, fault)
+            return Trace(p.pre.copy(), p.header, p.body, p.env, p.fault)
 
         return truth
 
@@ -152,10 +160,13 @@ class Arena:
 
         return truth
 
-    def player(self, name: str, fault: Fault | None = None,
-               on_outcome: Callable[[Outcome], None] | None = None) -> Player:
+    def player(self, name: str, fault: Fault | None = None, on_outcome: Callable[[Outcome], None] | None = None,
+               truth: TruthProvider | None = None) -> Player:
+        """The sequencer's defender (its view: what it posted) or a challenger (its view: the
+        chain's batch re-executed, wrong after `fault` if given)."""
         seat = Seat.SEQUENCER if name == "sequencer" else Seat.CHALLENGER
-        truth = self.sequencer_truth(fault) if seat == Seat.SEQUENCER else self.verifier_truth(name, fault)
+        if truth is None:
+            truth = self.sequencer_truth() if seat == Seat.SEQUENCER else self.verifier_truth(name, fault)
         p = Player(self.clients[name], self.db[0], seat, truth, on_outcome=on_outcome, schema=self.db[1])
         self.players.append(p)
         return p
