@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from l1_mock import errors
 from l1_mock.chain import Chain, parse_address
-from l1_mock.contracts import bridge, games, rollup
+from l1_mock.contracts import bridge, escape, games, governance, rollup
 from l1_mock.models import AccountRow, BatchDataRow, BatchRow, CanonicalRow, ChainRow, GameRow
 
 
@@ -167,6 +167,39 @@ def create_app(chain: Chain) -> FastAPI:
     def paid(leaf_index: int, c: ChainDep) -> dict[str, Any]:
         with c.read() as s:
             return bridge.view_paid(s, leaf_index)
+
+    # --- governance ---
+
+    @app.get("/governance")
+    def governance_list(c: ChainDep, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        now = c.now()
+        with c.read() as s:
+            applied = rollup.get_parent(s, _chain(s), c.genesis).governance_applied
+            return governance.list_entries(s, after, max(1, min(limit, 1000)), applied, now)
+
+    @app.get("/governance/{index}")
+    def governance_entry(index: int, c: ChainDep) -> dict[str, Any]:
+        with c.read() as s:
+            return governance.view_entry(s, index)
+
+    # --- escape hatch ---
+
+    @app.get("/escape")
+    def escape_view(c: ChainDep) -> dict[str, Any]:
+        now = c.now()
+        with c.read() as s:
+            return escape.view_escape(s, _chain(s), c.genesis, now)
+
+    @app.get("/escape/claims/{address}")
+    def escape_claim(address: str, c: ChainDep) -> dict[str, Any]:
+        address = parse_address(address)
+        with c.read() as s:
+            return escape.view_claim(s, address)
+
+    @app.get("/escape/deposits/{index}")
+    def escape_refund(index: int, c: ChainDep) -> dict[str, Any]:
+        with c.read() as s:
+            return escape.view_refund(s, index)
 
     return app
 

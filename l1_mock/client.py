@@ -18,7 +18,17 @@ import httpx
 from contracts_spec import codec, dispute
 from contracts_spec.crypto import address_of_private_key, keccak
 from contracts_spec.params import genesis_from_json
-from contracts_spec.types import Atoms, BatchHeader, DepositEntry, ForcedEntry, Genesis, WithdrawalLeaf
+from contracts_spec.types import (
+    Atoms,
+    BatchHeader,
+    DepositEntry,
+    ForcedEntry,
+    Genesis,
+    GovernanceChange,
+    GovernanceEntry,
+    Seconds,
+    WithdrawalLeaf,
+)
 from l1_mock.envelope import hex0x, sign_tx, unhex
 from l1_mock.wire import game_from_json, step_proof_to_args
 
@@ -183,6 +193,29 @@ class L1Client:
         return self.send("withdraw", {"batch_id": batch_id, "leaf_index": leaf.index, "account": hex0x(leaf.account),
                                       "amount": leaf.amount, "proof": [hex0x(h) for h in proof]})
 
+    # --- governance ---
+
+    def announce_governance(self, change: GovernanceChange) -> dict[str, Any]:
+        """Queue a time-locked change (governance key only); result holds index and effective_time."""
+        return dict(self.send("announce_governance", {"change": hex0x(codec.encode_governance_change(change))})["result"])
+
+    # --- escape hatch ---
+
+    def freeze(self) -> dict[str, Any]:
+        """Freeze the rollup (anyone, once the spec's escape conditions hold); result: the escape root."""
+        return dict(self.send("freeze", {})["result"])
+
+    def escape(self, proof: bytes, account: str | bytes | None = None) -> dict[str, Any]:
+        """Claim an account's value at the escape root with witness.prove_account; result: value, paid."""
+        args: dict[str, Any] = {"proof": hex0x(proof)}
+        if account is not None:
+            args["account"] = _addr(account)
+        return dict(self.send("escape", args)["result"])
+
+    def refund_deposit(self, index: int) -> dict[str, Any]:
+        """Return a deposit the escape root never consumed to its account."""
+        return dict(self.send("refund_deposit", {"index": index})["result"])
+
     # --- admin (dev preset only) ---
 
     def increase_time(self, seconds: int) -> dict[str, Any]:
@@ -275,6 +308,27 @@ class L1Client:
     def withdrawal_paid(self, leaf_index: int) -> bool:
         return bool(self._get(f"/bridge/withdrawals/{leaf_index}")["paid"])
 
+    def governance_changes(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Announced changes from index `after`, each with its status (announced, effective, applied)."""
+        return dict(self._get("/governance", after=after, limit=limit))
+
+    def governance_entry(self, index: int) -> GovernanceEntry | None:
+        """The queue entry ApplyGovernance(index) reads (None if not announced)."""
+        e = self._get_or_none(f"/governance/{index}")
+        if e is None:
+            return None
+        return GovernanceEntry(codec.decode_governance_change(unhex(e["change"])), Seconds(e["effective_time"]))
+
+    def escape_status(self) -> dict[str, Any]:
+        """Frozen or not; the escape root and what is left to claim; or whether a freeze is allowed."""
+        return dict(self._get("/escape"))
+
+    def escape_claim(self, address: str | bytes) -> dict[str, Any]:
+        return dict(self._get(f"/escape/claims/{_addr(address)}"))
+
+    def deposit_refunded(self, index: int) -> bool:
+        return bool(self._get(f"/escape/deposits/{index}")["refunded"])
+
     def _get_or_none(self, path: str) -> Any:
         try:
             return self._get(path)
@@ -292,6 +346,7 @@ class ClientBridge:
         self.client = client
         self._deposits: dict[int, DepositEntry] = {}
         self._forced: dict[int, ForcedEntry] = {}
+        self._governance: dict[int, GovernanceEntry] = {}
 
     def deposit(self, index: int) -> DepositEntry | None:
         if index not in self._deposits:
@@ -308,6 +363,14 @@ class ClientBridge:
                 return None
             self._forced[index] = entry
         return self._forced[index]
+
+    def governance(self, index: int) -> GovernanceEntry | None:
+        if index not in self._governance:
+            entry = self.client.governance_entry(index)
+            if entry is None:
+                return None
+            self._governance[index] = entry
+        return self._governance[index]
 
 
 def _addr(value: str | bytes) -> str:

@@ -109,6 +109,7 @@ class BatchRow(Base):
     withdrawal_count: Mapped[int] = mapped_column(BigInteger)  # leaves in the tree after the batch
     deposits_consumed: Mapped[int] = mapped_column(BigInteger)
     forced_consumed: Mapped[int] = mapped_column(BigInteger)
+    governance_applied: Mapped[int] = mapped_column(BigInteger, default=0)  # the post-state's governance position
     data_hash: Mapped[str] = mapped_column(String(66), ForeignKey("batch_data.data_hash"))
     time: Mapped[int] = mapped_column(BigInteger)  # the header's time
     posted_block: Mapped[int] = mapped_column(BigInteger)
@@ -161,6 +162,53 @@ class PaidWithdrawalRow(Base):
     __tablename__ = "paid_withdrawals"
     leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     batch_id: Mapped[int] = mapped_column(BigInteger)
+    account: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(BigUint)
+
+
+class GovernanceRow(Base):
+    """An announced governance change: the queue ApplyGovernance reads (never changes once queued)."""
+
+    __tablename__ = "governance"
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    change: Mapped[bytes] = mapped_column(LargeBinary)  # codec.encode_governance_change
+    announced_time: Mapped[int] = mapped_column(BigInteger)
+    effective_time: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class FreezeRow(Base):
+    """The escape hatch, once pulled (id = 1): the escape root is fixed here for good."""
+
+    __tablename__ = "freeze"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frozen_time: Mapped[int] = mapped_column(BigInteger)
+    frozen_by: Mapped[str] = mapped_column(String(42))
+    reason: Mapped[str] = mapped_column(String(32))  # forced_request_overdue | no_batch
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the last final batch; None: genesis
+    index: Mapped[int] = mapped_column(BigInteger)  # its rollup index (-1: genesis)
+    root: Mapped[str] = mapped_column(String(66))  # the escape root
+    deposits_consumed: Mapped[int] = mapped_column(BigInteger)
+    reserved_deposits: Mapped[int] = mapped_column(BigUint)  # deposits the root never consumed, at the freeze
+    refunded_deposits: Mapped[int] = mapped_column(BigUint, default=0)
+    escaped_total: Mapped[int] = mapped_column(BigUint, default=0)  # paid to escape claims
+
+
+class EscapeClaimRow(Base):
+    """One escape claim per account."""
+
+    __tablename__ = "escape_claims"
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    value: Mapped[int] = mapped_column(BigUint)  # the account's value at the escape root
+    paid: Mapped[int] = mapped_column(BigUint)  # capped by what the bridge could pay
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class RefundedDepositRow(Base):
+    """Deposits returned after a freeze because the escape root never consumed them."""
+
+    __tablename__ = "refunded_deposits"
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     account: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(BigUint)
 

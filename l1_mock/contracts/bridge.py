@@ -11,12 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts_spec import dispute
-from contracts_spec.types import Atoms, DepositEntry, ForcedEntry, WithdrawalLeaf
+from contracts_spec.types import Atoms, DepositEntry, ForcedEntry, GovernanceEntry, WithdrawalLeaf
 from l1_mock import errors
 from l1_mock.chain import Ctx, credit, debit, method
 from l1_mock.contracts.args import AddressHex, Args, Hash, Uint
+from l1_mock.contracts.governance import entry_of
 from l1_mock.envelope import unhex
-from l1_mock.models import BatchRow, DepositRow, ForcedRow, PaidWithdrawalRow
+from l1_mock.models import BatchRow, DepositRow, ForcedRow, GovernanceRow, PaidWithdrawalRow
 
 
 class ChainBridge:
@@ -33,6 +34,10 @@ class ChainBridge:
         row = self.s.get(ForcedRow, index)
         return None if row is None else ForcedEntry(unhex(row.account), Atoms(row.amount))
 
+    def governance(self, index: int) -> GovernanceEntry | None:
+        row = self.s.get(GovernanceRow, index)
+        return None if row is None else entry_of(row)
+
 
 def _next_index(s: Session, column: Any) -> int:
     last = s.scalar(select(func.max(column)))
@@ -47,6 +52,9 @@ class DepositArgs(Args):
 @method("deposit", DepositArgs)
 def deposit(ctx: Ctx, args: DepositArgs) -> dict[str, Any]:
     """Lock USDC in the bridge and queue it for the rollup."""
+    from l1_mock.contracts.rollup import verify_live
+
+    verify_live(ctx.s, "a deposit")
     # Verify the amount is positive
     if args.amount == 0:
         raise errors.Malformed("a deposit must be positive")
@@ -66,6 +74,9 @@ class ForcedArgs(Args):
 @method("request_withdrawal", ForcedArgs)
 def request_withdrawal(ctx: Ctx, args: ForcedArgs) -> dict[str, Any]:
     """A forced withdrawal request: the sequencer must consume it within the delay."""
+    from l1_mock.contracts.rollup import verify_live
+
+    verify_live(ctx.s, "a forced withdrawal request")
     if args.amount == 0:
         raise errors.Malformed("a withdrawal request must be positive")
     index = _next_index(ctx.s, ForcedRow.index)

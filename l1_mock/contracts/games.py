@@ -18,7 +18,7 @@ from l1_mock import errors
 from l1_mock.chain import Ctx, credit, debit, method
 from l1_mock.contracts.args import Args, Hash, HexBytes, Uint
 from l1_mock.contracts.bridge import ChainBridge
-from l1_mock.contracts.rollup import header_of, invalidate, is_valid
+from l1_mock.contracts.rollup import header_of, invalidate, is_valid, verify_live
 from l1_mock.envelope import hex0x, unhex
 from l1_mock.models import BatchRow, GameRow
 from l1_mock.wire import game_from_json, game_to_json
@@ -98,6 +98,7 @@ def open_game(ctx: Ctx, args: OpenArgs) -> dict[str, Any]:
     """Challenge a pending batch's post root with a bond; an equal bond is escrowed from the
     sequencer's free stake (all of it that is left, if less), so each lost game pays its winner."""
     preset = ctx.genesis.preset
+    verify_live(ctx.s, "opening a game")
     batch = ctx.s.get(BatchRow, args.batch_id)
     if batch is None:
         raise errors.NotFound(f"no batch {args.batch_id}")

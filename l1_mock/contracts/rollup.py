@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contracts_spec import codec, dispute
+from contracts_spec import codec, dispute, escape
 from contracts_spec.crypto import keccak
 from contracts_spec.errors import DecodeError
 from contracts_spec.params import genesis_to_json
@@ -19,7 +19,17 @@ from l1_mock import errors
 from l1_mock.chain import Ctx, debit, method
 from l1_mock.contracts.args import Args, HexBytes, Uint
 from l1_mock.envelope import hex0x, unhex
-from l1_mock.models import AccountRow, BatchDataRow, BatchRow, CanonicalRow, ChainRow, DepositRow, ForcedRow
+from l1_mock.models import (
+    AccountRow,
+    BatchDataRow,
+    BatchRow,
+    CanonicalRow,
+    ChainRow,
+    DepositRow,
+    ForcedRow,
+    FreezeRow,
+    GovernanceRow,
+)
 
 _GENESIS_ROOTS: dict[str, bytes] = {}
 
@@ -52,6 +62,19 @@ def register_sequencer(ctx: Ctx, args: StakeArgs) -> dict[str, Any]:
     return {"stake": ctx.chain.sequencer_stake}
 
 
+# --- the escape hatch's switch ------------------------------------------------------------------
+
+
+def get_freeze(s: Session) -> FreezeRow | None:
+    return s.get(FreezeRow, 1)
+
+
+def verify_live(s: Session, what: str) -> None:
+    # Verify the rollup is not frozen: after a freeze only escape claims, refunds and payouts remain
+    if get_freeze(s) is not None:
+        raise errors.Refused(f"the rollup is frozen: {what} is refused; use the escape hatch", "frozen")
+
+
 # --- the valid chain --------------------------------------------------------------------------
 
 
@@ -68,7 +91,7 @@ def get_parent(s: Session, chain: ChainRow, genesis: Genesis) -> dispute.Parent:
         return dispute.Parent(-1, genesis_root(genesis), genesis.genesis_time)
     head = s.get(BatchRow, chain.head_batch_id)
     assert head is not None
-    return dispute.Parent(head.index, unhex(head.post_root), head.time)
+    return dispute.Parent(head.index, unhex(head.post_root), head.time, head.governance_applied)
 
 
 def invalidate(ctx: Ctx, batch: BatchRow) -> None:
@@ -85,6 +108,9 @@ def invalidate(ctx: Ctx, batch: BatchRow) -> None:
 def is_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, now: int) -> bool:
     """Final: valid, window passed, no open game, none lost, and the parent final. Walks back only
     over ancestors not yet known final (those inside their window)."""
+    freeze = get_freeze(s)
+    if freeze is not None:
+        return escape.is_final_after_freeze(is_valid(s, chain, batch), batch.index, freeze.index)
     pending: list[BatchRow] = []
     row: BatchRow | None = batch
     while row is not None and not row.final:
@@ -141,10 +167,15 @@ class ChainQueueTimes:
         row = self.s.get(ForcedRow, index)
         return None if row is None else row.time
 
+    def governance_time(self, index: int) -> int | None:
+        row = self.s.get(GovernanceRow, index)
+        return None if row is None else row.effective_time
+
 
 @method("post_batch", PostArgs)
 def post_batch(ctx: Ctx, args: PostArgs) -> dict[str, Any]:
     preset = ctx.genesis.preset
+    verify_live(ctx.s, "posting a batch")
     # Verify the sender is the registered sequencer with enough free stake
     if ctx.sender != hex0x(ctx.genesis.sequencer):
         raise errors.Forbidden("only the genesis sequencer posts batches", "not_sequencer")
@@ -158,7 +189,7 @@ def post_batch(ctx: Ctx, args: PostArgs) -> dict[str, Any]:
     queues = ChainQueueTimes(ctx.s)
     posting = dispute.verify_batch(preset, header, args.data, args.globals_proof,
                                    get_parent(ctx.s, ctx.chain, ctx.genesis), ctx.time,
-                                   queues.deposit_time, queues.forced_time)
+                                   queues.deposit_time, queues.forced_time, queues.governance_time)
     data_hash = hex0x(header.data_hash)
     if ctx.s.get(BatchDataRow, data_hash) is None:
         ctx.s.add(BatchDataRow(data_hash=data_hash, data=args.data))
@@ -172,7 +203,7 @@ def post_batch(ctx: Ctx, args: PostArgs) -> dict[str, Any]:
         tx_root=hex0x(header.tx_root), orders_root=hex0x(header.orders_root),
         withdrawal_root=hex0x(header.withdrawal_root), withdrawal_count=posting.globals.withdrawal_count,
         deposits_consumed=header.deposits_consumed, forced_consumed=header.forced_consumed,
-        data_hash=data_hash, time=header.time, posted_block=ctx.block, posted_time=ctx.time,
+        governance_applied=posting.globals.governance_applied, data_hash=data_hash, time=header.time, posted_block=ctx.block, posted_time=ctx.time,
         open_games=0, lost=False, final=False,
     )
     ctx.s.add(row)
@@ -200,7 +231,8 @@ def batch_view(batch: BatchRow, status: str, window: int) -> dict[str, Any]:
         "post_root": batch.post_root, "tx_count": batch.tx_count, "tx_root": batch.tx_root,
         "orders_root": batch.orders_root, "withdrawal_root": batch.withdrawal_root,
         "withdrawal_count": batch.withdrawal_count, "deposits_consumed": batch.deposits_consumed,
-        "forced_consumed": batch.forced_consumed, "data_hash": batch.data_hash, "time": batch.time,
+        "forced_consumed": batch.forced_consumed, "governance_applied": batch.governance_applied,
+        "data_hash": batch.data_hash, "time": batch.time,
         "posted_block": batch.posted_block, "posted_time": batch.posted_time,
         "window_ends": batch.posted_time + window, "open_games": batch.open_games,
     }
@@ -224,6 +256,7 @@ def view_rollup(s: Session, chain: ChainRow, genesis: Genesis, now: int) -> dict
         "head_index": parent.index, "head_batch_id": chain.head_batch_id,
         "head_root": hex0x(parent.post_root), "head_time": parent.time,
         "genesis_root": hex0x(genesis_root(genesis)), "burnt": chain.burnt, "bridge_usdc": chain.bridge_usdc,
+        "governance_applied": parent.governance_applied, "frozen": get_freeze(s) is not None,
         "deposit_count": 0 if deposits is None else deposits + 1,
         "forced_count": 0 if forced is None else forced + 1,
         "time": now,
