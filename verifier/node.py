@@ -29,13 +29,15 @@ from contracts_spec.stf import Env, apply_batch
 from contracts_spec.types import Atoms, BatchData, BatchHeader, DepositEntry, ForcedEntry, Genesis, Seconds
 from l1_mock.client import Event, L1Client, L1Error
 from l1_mock.envelope import hex0x, unhex
-from l1_mock.wire import game_from_json
+from l1_mock.wire import game_from_json, game_to_json
 from verifier import db
 from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, NodeRow, QueueRow
+from verifier.player import Outcome, Played, Player, Result
 from verifier.replay import Verdict, decode_body, judge_batch
 from verifier.settings import Settings
 from verifier.signers import Signers
 from verifier.snapshot import decode_state, encode_state
+from verifier.trace import Trace
 
 log = logging.getLogger("rampart.verifier")
 
@@ -150,10 +152,15 @@ class Node:
         self.signers = Signers(self.preset, settings.workers, settings.parallel_orders)
         self.state: State | None = None  # after our head; loaded on first need
         self._since_checkpoint = 0
-        self._players: dict[int, Any] = {}
         self.progress: Progress | None = None
+        # The shared dispute player, in our seat, with its progress in our database
+        self.player = None if key is None else Player(
+            self.client, settings.db, Seat.CHALLENGER, self.truth, on_outcome=self._on_outcome,
+            schema=settings.db_schema)
 
     def close(self) -> None:
+        if self.player is not None:
+            self.player.close()
         self.signers.close()
         self.engine.dispose()
         self.client.close()
@@ -556,8 +563,9 @@ class Node:
                     log.error("cannot challenge batch %d: balance %d below the bond %d", batch_id, balance,
                               self.preset.challenger_bond)
             return None
+        assert self.player is not None
         try:
-            info = self.client.open_game(batch_id)
+            game_id = self.player.challenge(batch_id)
         except L1Error as exc:
             if exc.code == "unreachable":
                 raise
@@ -566,22 +574,41 @@ class Node:
                             batch_id=batch_id)
             log.error("opening a game on batch %d refused: %s", batch_id, exc)
             return None
+        info = self.client.game(game_id)
         with self.session() as s:
-            if s.get(GameRow, info.game_id) is None:
-                s.add(GameRow(game_id=info.game_id, batch_id=batch_id, challenger=self.address, mine=True,
-                              status="open", game_json=json.dumps(_game_json(info.game)), opened_block=0,
+            if s.get(GameRow, game_id) is None:
+                s.add(GameRow(game_id=game_id, batch_id=batch_id, challenger=self.address, mine=True,
+                              status="open", game_json=json.dumps(game_to_json(info.game)), opened_block=0,
                               opened_time=info.game.turn_started))
-        log.warning("opened game %d against batch %d: %s", info.game_id, batch_id, why)
-        return info.game_id
+        log.warning("opened game %d against batch %d: %s", game_id, batch_id, why)
+        return game_id
+
+    def truth(self, batch_id: int) -> Trace:
+        """Our view of a batch for the player: its trace from the state we verified before it."""
+        return Trace(*self.pre_state(batch_id))
 
     def _play_ours(self, report: SyncReport) -> None:
-        with self.sessions() as s:
-            games = list(s.scalars(select(GameRow).where(GameRow.mine.is_(True), GameRow.status == "open")))
-        for g in games:
-            report.moves += self.play(g.game_id, report)
+        """Every move due in our games (opened by us, by hand, or before a restart), by the player."""
+        if self.player is None:
+            return
+        played: list[Played] = self.player.tick()
+        for p in played:
+            if p.action in ("reveal", "answer", "step"):
+                report.moves += 1
+            elif p.action == "resolve":
+                report.resolved += 1
+            elif p.action == "claim":
+                report.claimed += int(p.detail or 0)
 
-    def play(self, game_id: int, report: SyncReport) -> int:  # replaced when the shared player lands
-        raise NotImplementedError
+    def _on_outcome(self, outcome: Outcome) -> None:
+        if outcome.result == Result.WON:
+            log.warning("game %d against batch %d WON: %d credited", outcome.game_id, outcome.batch_id,
+                        outcome.credited)
+            return
+        with self.session() as s:
+            self._alert(s, f"game_{outcome.result.value}", f"game {outcome.game_id} against batch "
+                        f"{outcome.batch_id} ended {outcome.result.value}", outcome.game_id, outcome.batch_id)
+        log.error("game %d against batch %d %s", outcome.game_id, outcome.batch_id, outcome.result.value.upper())
 
     def _watch_others(self, report: SyncReport) -> None:
         with self.sessions() as s:
@@ -625,8 +652,3 @@ class Node:
             report.claimed += self.client.claim()
             log.info("claimed %d", report.claimed)
 
-
-def _game_json(g: dispute.Game) -> dict[str, Any]:
-    from l1_mock.wire import game_to_json
-
-    return game_to_json(g)

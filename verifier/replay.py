@@ -2,14 +2,14 @@
 
 `judge_batch` applies the batch's data to the node's state with `contracts_spec.stf.apply_batch`
 and compares the post root and every header field the data and the post-state decide. A wrong
-batch leaves the state as it was. `diagnose` is the slow path an operator asks for: the root
-after each transaction and the leaves the diverging one touched.
+batch leaves the state as it was. `touched_leaves` is for people (`rampart-verifier replay`):
+what one transaction read and wrote, before and after.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +20,6 @@ from contracts_spec.state import State
 from contracts_spec.stf import BatchOrders, Env, apply_batch, process_tx
 from contracts_spec.types import Address, BatchData, BatchHeader, Hash32, Trade
 from contracts_spec.witness import globals_withdrawal_root
-
-# A root no honest trace holds: what our trace says after a transaction the rules reject
-REJECTED_ROOT = b"\xff" * 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,29 +121,7 @@ def find_rejection(state: State, body: BatchData, env: Env, exc: Exception) -> t
     return None, f"{type(exc).__name__}: {exc}"
 
 
-# --- the trace: roots after each transaction ----------------------------------------------------
-
-
-def trace_roots(pre: State, body: BatchData, env: Env, upto: int | None = None,
-                progress: Callable[[int], None] | None = None) -> list[bytes]:
-    """Roots at trace index 0..upto (default: every transaction), on a copy of `pre`; after a
-    rejected transaction every later root is REJECTED_ROOT (no valid state follows it)."""
-    state = pre.copy()
-    orders = BatchOrders(body.orders, env.preset)
-    n = len(body.txs) if upto is None else min(upto, len(body.txs))
-    roots = [state.root()]
-    for i in range(n):
-        if roots[-1] == REJECTED_ROOT:
-            roots.append(REJECTED_ROOT)
-            continue
-        try:
-            process_tx(state, body.txs[i], orders, env)
-            roots.append(state.root())
-        except InvalidTransaction:
-            roots.append(REJECTED_ROOT)
-        if progress is not None:
-            progress(i + 1)
-    return roots
+# --- one transaction, for people ------------------------------------------------------------------
 
 
 KIND_NAMES = {1: "account", 2: "position", 3: "order", 4: "market", 5: "globals", 6: "config"}
