@@ -77,10 +77,9 @@ class Hub:
         for key in conn.keys:
             self.subs.get(key, set()).discard(conn)
         conn.keys.clear()
-        try:
-            conn.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
+        while not conn.queue.empty():  # what it did not take is dropped with it
+            conn.queue.get_nowait()
+        conn.queue.put_nowait(None)
         if self.service.metrics is not None:
             self.service.metrics.ws_dropped.inc()
 

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     auth_window: int = 300  # a private read's Subscribe timestamp must be within this of the clock
 
     # websocket
-    ws_queue: int = 1024  # messages buffered per connection; a client that falls further behind is dropped
+    ws_queue: int = 8192  # messages buffered per connection; a client that falls further behind is dropped
     ws_max_subscriptions: int = 64
 
     # signatures: 0 checks them on the event loop; N > 0 uses N worker processes
