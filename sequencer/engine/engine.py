@@ -1,10 +1,11 @@
-"""The in-process engine: books + risk + liquidation index + funding, emitting spec transactions.
+"""The in-process engine: books + risk + matching + liquidation index + funding, emitting spec
+transactions.
 
 Every call appends what it emits to one ordered output (`take()` hands it over): a `Fill` per
 trade (order ids where the batch puts indices), and the spec's Deposit, Cancel, CancelAll,
 OraclePrice, FundingTick and Liquidate. IOC/FOK remainders, self-trade prevention, stale
-quotes and liquidation cancels are engine policy and emit nothing. No clock, no randomness,
-no set iteration: the same calls give the same output, byte for byte.
+quotes, expiries and liquidation cancels are engine policy and emit nothing. No clock, no
+randomness, no set iteration: the same calls give the same output, byte for byte.
 Hot path, guarded by bench/engine.py: `place` and `cancel`.
 """
 
@@ -13,13 +14,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 from contracts_spec.crypto import keccak
 from contracts_spec.stf import funding_rate_ppm
 from contracts_spec.types import (
     INDEX_SCALE,
-    INSURANCE_FUND,
     PPM,
     SYSTEM_ACCOUNTS,
     Cancel,
@@ -36,15 +36,15 @@ from contracts_spec.types import (
     TimeInForce,
 )
 from sequencer.engine import liquidation
-from sequencer.engine.book import COMPACT_AFTER, Book, Resting, Stp
+from sequencer.engine.book import Book, Resting, Stp
+from sequencer.engine.matching import fillable, match
 from sequencer.engine.risk import AccountRisk, Reject, Risk, compute_owed
 
-_GTC = TimeInForce.GTC
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_POST_ONLY = TimeInForce.POST_ONLY
-_EXPIRE_MAKER = Stp.EXPIRE_MAKER
-_PPM = PPM
+_GTC: Final = TimeInForce.GTC
+_FOK: Final = TimeInForce.FOK
+_POST_ONLY: Final = TimeInForce.POST_ONLY
+_EXPIRE_MAKER: Final = Stp.EXPIRE_MAKER
+_NEVER: Final = 1 << 63  # an expiry later than any
 
 
 class Engine:
@@ -56,7 +56,9 @@ class Engine:
         for mid, mkt in self.risk.markets.items():
             mkt.book = self.books[mid] = Book(mid)
         self.seen: set[bytes] = set()  # every order id ever accepted: an id trades under one order
-        self.expiries: list[tuple[int, int, Resting]] = []  # (expiry, seq, order) of resting GTT orders
+        # (expiry, seq, order, its id then) of resting good-til-time orders; `next_expiry` is the first
+        self.expiries: list[tuple[int, int, Resting, bytes]] = []
+        self.next_expiry = _NEVER
         self.seq = 0
         self.deposits = 0  # the next bridge deposit-queue index
         self.fund_orders: dict[bytes, Resting] = {}  # engine orders for the insurance fund, by id
@@ -89,9 +91,9 @@ class Engine:
     ) -> Reject | None:
         """Accept, match and maybe rest one signed order; None if accepted, else the reason.
 
-        `order_id` is the EIP-712 digest intake computed; `market=True` makes it a market
-        order: it never rests and its limit is tightened to the oracle band's edge. The
-        signature was checked at intake, never here.
+        `order_id` is the EIP-712 digest intake computed; `stp` the request's self-trade
+        prevention; `market=True` makes it a market order: it never rests and its limit is
+        tightened to the oracle band's edge. The signature was checked at intake, never here.
         """
         order = signed.order
         risk = self.risk
@@ -108,12 +110,12 @@ class Engine:
         expiry = order.expiry
         if expiry and now > expiry:
             return Reject.EXPIRED
-        if self.expiries and self.expiries[0][0] < now:
+        if now > self.next_expiry:
             self.expire(now)
         acct = risk.accounts.get(order.account)
         if acct is None:
             acct = risk.account(order.account)
-        if acct.system:  # nobody holds a system account's key; never let its flag skip margin
+        if acct.system:  # nobody holds a system account's key: never let its flag skip margin
             return Reject.INVALID_ORDER
         if order.nonce < acct.nonce_floor:
             return Reject.CANCELLED
@@ -139,56 +141,51 @@ class Engine:
         if pos is None:
             pos = risk.position(acct, mkt)
         # Verify a reduce-only order faces a position it reduces
-        if order.reduce_only and (pos.lots >= 0 if is_buy else pos.lots <= 0):
+        reduce_only = order.reduce_only
+        if reduce_only and (pos.lots >= 0 if is_buy else pos.lots <= 0):
             return Reject.REDUCE_ONLY
         client_id = order.client_id
         if client_id and client_id in acct.clients:
             return Reject.DUPLICATE_CLIENT_ID
-        taker = Resting(order_id, order.account, is_buy, limit, lots, expiry, order.reduce_only, client_id, pos, signed)
-        # Pre-trade risk: Risk.admit, its common case inlined (the account's box has room and
-        # slack for the order's worst cost, and open interest is far from its limit)
-        slack = acct.slack
+        taker = Resting(order_id, is_buy, limit, lots, reduce_only, pos, signed)
+        # Pre-trade risk: Risk.admit, its common case inlined (the box has room and slack for
+        # the order's worst cost, open interest is far from its limit)
         room = pos.room
-        if (
-            slack is not None and room >= lots and pos.box_cost
-            and slack >= (cost := lots * pos.box_cost) and mkt.oi_bound + lots <= mkt.max_oi
-        ):
+        slack = acct.slack
+        if room >= lots and slack >= (cost := lots * pos.box_cost) and mkt.oi_room >= lots:
             acct.slack = slack - cost
             pos.room = room - lots
-            taker.verified = True
+            verified = True
         else:
-            reason = risk.admit(taker)
+            reason, verified = risk.admit(taker)
             if reason is not None:
                 return reason
-        if tif == _FOK and not book.fillable(taker, limit, stp, now, risk):
+        if tif == _FOK and not fillable(risk, book, taker, limit, stp, verified):
             return Reject.FOK_UNFILLABLE
         self.seen.add(order_id)
-        if is_buy:
-            key, levels, keys, crossing = -limit, book.bids, book.bid_keys, book.ask_keys
-            crossing = crossing and crossing[0] <= limit
-        else:
-            key, levels, keys, crossing = limit, book.asks, book.ask_keys, book.bid_keys
-            crossing = crossing and -crossing[0] >= limit
-        if crossing and tif != _POST_ONLY and not book.match(taker, limit, stp, now, risk):
-            return None  # stopped (self-trade prevention, or the gate): the rest is dropped
+        if tif != _POST_ONLY:
+            keys = book.ask_keys if is_buy else book.bid_keys
+            if keys and (keys[0] <= limit if is_buy else -keys[0] >= limit):
+                if not match(risk, book, taker, limit, stp, verified):
+                    return None  # stopped (self-trade prevention, a limit, margin): the rest is dropped
         if rests and taker.remaining:
             # rest: Book.add and Risk.rest, inlined
+            if is_buy:
+                key, levels, keys = -limit, book.bids, book.bid_keys
+                pos.open_buy += taker.remaining
+            else:
+                key, levels, keys = limit, book.asks, book.ask_keys
+                pos.open_sell += taker.remaining
             level = levels.get(key)
             if level is None:
                 level = levels[key] = deque()
                 heappush(keys, key)
             level.append(taker)
-            book.live += 1
-            if is_buy:
-                pos.open_buy += taker.remaining
-            else:
-                pos.open_sell += taker.remaining
             acct.orders[order_id] = taker
             if client_id:
                 acct.clients[client_id] = taker
             if expiry:
-                self.seq += 1
-                heappush(self.expiries, (expiry, self.seq, taker))
+                self._expire_at(expiry, taker)
         return None
 
     def cancel(self, account: bytes, order_id: bytes, tx: Cancel | None = None) -> Reject | None:
@@ -207,12 +204,13 @@ class Engine:
             pos.open_sell -= order.remaining
         order.remaining = 0
         del acct.orders[order_id]
-        if order.client_id:
-            acct.clients.pop(order.client_id, None)
+        if acct.clients:
+            client_id = order.signed.order.client_id
+            if client_id:
+                acct.clients.pop(client_id, None)
         book = pos.mkt.book
-        book.live -= 1
         book.dead += 1
-        if book.dead > COMPACT_AFTER and book.dead > book.live:
+        if book.dead > book.compact_at:
             book.compact()
         if tx is not None:
             self.risk.out.append(tx)
@@ -229,8 +227,8 @@ class Engine:
     def cancel_all(self, account: bytes, market: int | None = None, tx: CancelAll | None = None) -> int | Reject:
         """Cancel every resting order of the account (in one market, if given); return how many.
 
-        With a signed CancelAll the account's nonce floor rises and every order below it is
-        cancelled, in every market, and the transaction is emitted.
+        With a signed CancelAll the account's nonce floor rises, every order below it is
+        cancelled in every market, and the transaction is emitted.
         """
         acct = self.risk.account(account)
         if tx is not None:
@@ -259,12 +257,13 @@ class Engine:
         now: int = 0,
         tx: Cancel | None = None,
     ) -> Reject | None:
-        """Cancel `old_id` and place `signed` in its stead.
+        """Cancel `old_id` and place `signed` in its stead; `tx`, the user's signed cancel of the
+        old order, is emitted.
 
-        The new order keeps the old one's place in the queue only when it is the same market,
-        side and price, rests (GTC or post-only) and is no larger than what the old one had
-        left; otherwise it is placed afresh at the back. The old order is gone either way,
-        even if the new one is refused.
+        The new order keeps the old one's place in the queue only when it is on the same
+        market, side and price, rests (GTC or post-only) and is no larger than what the old
+        one had left; otherwise it is placed afresh at the back. The old order is gone either
+        way, even if the new one is refused.
         """
         acct = self.risk.accounts.get(account)
         old = acct.orders.get(old_id) if acct is not None else None
@@ -286,20 +285,17 @@ class Engine:
         if not keeps:
             self._remove(old)
             return self.place(signed, order_id, stp, now)
-        # Same slot, no larger: exposure only shrinks (E rises), so no new margin check is needed.
+        # Same slot, no larger: its exposure only shrinks (E rises), so no new margin check.
         risk = self.risk
         risk.drop(old)
         old.id = order_id
         old.signed = signed
         old.remaining = new.lots
-        old.expiry = new.expiry
-        old.client_id = new.client_id
         old.reduce_only = new.reduce_only
         risk.rest(old)
         self.seen.add(order_id)
         if new.expiry:
-            self.seq += 1
-            heappush(self.expiries, (new.expiry, self.seq, old))
+            self._expire_at(new.expiry, old)
         return None
 
     def order(self, account: bytes, order_id: bytes) -> Resting | None:
@@ -307,17 +303,24 @@ class Engine:
         acct = self.risk.accounts.get(account)
         return acct.orders.get(order_id) if acct is not None else None
 
+    def _expire_at(self, expiry: int, order: Resting) -> None:
+        self.seq += 1
+        heappush(self.expiries, (expiry, self.seq, order, order.id))
+        if expiry < self.next_expiry:
+            self.next_expiry = expiry
+
     def expire(self, now: int) -> None:
         """Drop resting orders whose expiry has passed (now > expiry). Emits nothing."""
         heap = self.expiries
         while heap and heap[0][0] < now:
-            expiry, _, order = heappop(heap)
-            if order.remaining and order.expiry == expiry:
+            _, _, order, order_id = heappop(heap)
+            if order.remaining and order.id == order_id:  # not filled, cancelled or replaced since
                 self._remove(order)
+        self.next_expiry = heap[0][0] if heap else _NEVER
 
     def _remove(self, order: Resting) -> None:
         self.risk.drop(order)
-        self.books[order.pos.mkt.id].cancel(order)
+        order.pos.mkt.book.cancel(order)
 
     # --- money, prices, funding ---------------------------------------------------------------
 
@@ -325,12 +328,12 @@ class Engine:
         """Credit a bridge deposit (the next in the queue) and emit its Deposit."""
         # Verify what process_deposit verifies: the next index, a positive amount, a user account
         if queue_index is not None and queue_index != self.deposits:
-            return Reject.BAD_NONCE
+            return Reject.BAD_QUEUE_INDEX
         if amount <= 0 or account in SYSTEM_ACCOUNTS:
             return Reject.INVALID_AMOUNT
         acct = self.risk.account(account)
         acct.collateral += amount
-        if acct.slack is not None:
+        if acct.slack >= 0:
             acct.slack += amount  # E rises by the deposit everywhere in the box
         elif acct.positions:
             self.risk.touch(acct)
@@ -343,8 +346,8 @@ class Engine:
     ) -> Reject | None:
         """A new oracle price (its reports checked at intake): emit it, then liquidate.
 
-        Liquidations run at `time`: the Liquidate transactions need a batch time no later
-        than the oracle's time plus the market's staleness.
+        Liquidations run at `time`: their batch's time must not pass any oracle's time plus
+        the market's staleness.
         """
         mkt = self.risk.markets.get(market)
         if mkt is None:
@@ -435,10 +438,12 @@ class Engine:
         """Trade the insurance fund's inherited positions back toward zero; return lots filled.
 
         Each is an engine order for the fund: immediate-or-cancel, reduce-only, limited to the
-        band's edge. TODO: these carry no signature, so the batcher cannot yet post their
-        fills; the spec needs a sequencer-signed (or unsigned, fund-only) order form first.
+        band's edge. TODO: these carry no signature, so the batcher cannot post their fills
+        yet; the spec needs a sequencer-signed (or unsigned, fund-only) order form first.
         """
         risk = self.risk
+        if now > self.next_expiry:
+            self.expire(now)
         filled = 0
         for mid in sorted(risk.fund.positions):
             pos = risk.fund.positions[mid]
@@ -450,11 +455,12 @@ class Engine:
             order_id = keccak(b"rampart/fund-unwind" + self.seq.to_bytes(8, "big"))
             limit = mkt.hi if is_buy else mkt.lo
             want = abs(pos.lots)
-            order = Resting(order_id, INSURANCE_FUND, is_buy, limit, want, 0, True, 0, pos, None)
-            if risk.admit(order) is not None:  # the fund is a system account: margin never binds it
+            order = Resting(order_id, is_buy, limit, want, True, pos, None)
+            reason, verified = risk.admit(order)  # the fund is a system account: margin never binds it
+            if reason is not None:
                 continue
             self.fund_orders[order_id] = order
-            self.books[mid].match(order, limit, stp, now, risk)
+            match(risk, mkt.book, order, limit, stp, verified)
             filled += want - order.remaining
         return filled
 
@@ -472,16 +478,14 @@ class Engine:
         """Collateral, positions, value and requirements of one account, from the live state."""
         risk = self.risk
         acct = risk.account(account)
+        held = {mid: p for mid, p in sorted(acct.positions.items()) if p.lots}
         return {
             "collateral": acct.collateral,
-            "positions": {
-                mid: (p.lots, p.funding_index, p.loss_index) for mid, p in sorted(acct.positions.items()) if p.lots
-            },
-            "owed": {mid: compute_owed(p) for mid, p in sorted(acct.positions.items()) if p.lots},
+            "positions": {mid: (p.lots, p.funding_index, p.loss_index) for mid, p in held.items()},
+            "owed": {mid: compute_owed(p) for mid, p in held.items()},
             "value": risk.value(acct),
             "initial": risk.requirement(acct, False),
             "maintenance": risk.requirement(acct, True),
             "nonce_floor": acct.nonce_floor,
             "orders": len(acct.orders),
         }
-

@@ -42,7 +42,7 @@ from typing import Any, Final, NamedTuple
 
 from contracts_spec.margin import ceil_div
 from contracts_spec.types import FEE_ACCOUNT, INDEX_SCALE, INSURANCE_FUND, PPM, SYSTEM_ACCOUNTS, MarketParams
-from sequencer.engine.book import STOP, Resting
+from sequencer.engine.book import Resting
 
 _PPM: Final = PPM
 # A box reaches at most 1/_BOX_DIVISOR of the price each way: new orders' costs are priced at
@@ -88,9 +88,6 @@ class Fill(NamedTuple):
     price: int
 
 
-_new_tuple = tuple.__new__  # builds a Fill without NamedTuple's Python-level __new__ (hot path)
-
-
 class MarketRisk:
     """One market's live parameters and state, mirroring contracts_spec.types.Market."""
 
@@ -98,7 +95,7 @@ class MarketRisk:
         "params", "id", "k", "im", "mm", "taker_fee", "maker_fee", "fee_k", "penalty", "band",
         "max_pos", "max_oi", "staleness", "interval", "max_move", "book",
         "oracle", "oracle_time", "fresh_until", "ok", "lo", "hi", "fee_cap",
-        "funding_index", "loss_index", "epoch", "oi_bound", "premium_sum", "premium_lots",
+        "funding_index", "loss_index", "epoch", "oi_room", "premium_sum", "premium_lots",
         "last_funding_time", "holders", "lo_heap", "hi_heap", "heap_limit",
     )
 
@@ -129,7 +126,7 @@ class MarketRisk:
         self.funding_index = 0
         self.loss_index = 0
         self.epoch = 0  # bumped whenever the funding or loss index moves: positions settle then
-        self.oi_bound = 0  # >= open interest (total long lots); `open_interest` gives it exactly
+        self.oi_room = self.max_oi  # <= max_oi - open interest; `open_interest` makes it exact
         self.premium_sum = 0
         self.premium_lots = 0
         self.last_funding_time = genesis_time
@@ -171,7 +168,7 @@ class AccountRisk:
         self.clients: dict[int, Resting] = {}  # client id (non-zero) -> resting order
         self.nonce_floor = 0
         self.system = address in SYSTEM_ACCOUNTS
-        self.slack: int | None = None  # lower bound of E over the box; None: no box (marginal)
+        self.slack = -1  # a lower bound (>= 0) of E over the box; -1: no box (marginal, or not drawn)
         self.dirty = False  # queued for a new box (Risk.dirty)
 
     def __repr__(self) -> str:
@@ -253,7 +250,7 @@ class Risk:
     def open_interest(self, mkt: MarketRisk) -> int:
         """The market's open interest (total long lots), exactly; resets the hot path's bound."""
         oi = sum(pos.lots for pos in mkt.holders if pos.lots > 0)
-        mkt.oi_bound = oi
+        mkt.oi_room = mkt.max_oi - oi
         return oi
 
     # --- the spec's margin functions on live records ------------------------------------------
@@ -323,9 +320,10 @@ class Risk:
 
     # --- orders ---------------------------------------------------------------------------------
 
-    def admit(self, order: Resting) -> Reject | None:
-        """The pre-trade check of the module docstring; sets `verified`.
+    def admit(self, order: Resting) -> tuple[Reject | None, bool]:
+        """The pre-trade check of the module docstring: (reason or None, verified).
 
+        `verified` says the admission proves every fill the order can make as a taker now.
         Counts nothing: an accepted order's cost is taken from the account's slack (or proven
         by a new box) before it matches, and only its resting remainder is counted (`rest`).
         Engine.place inlines the common case (room and slack enough) for speed.
@@ -347,32 +345,28 @@ class Risk:
         growing = after > before
         # Verify the worst case stays within the position and open-interest limits
         if growing and after > mkt.max_pos:
-            return Reject.POSITION_LIMIT
-        if growing and mkt.oi_bound + lots > mkt.max_oi and self.open_interest(mkt) + lots > mkt.max_oi:
-            return Reject.OPEN_INTEREST_LIMIT
+            return Reject.POSITION_LIMIT, False
+        if growing and mkt.oi_room < lots and self.open_interest(mkt) + lots > mkt.max_oi:
+            return Reject.OPEN_INTEREST_LIMIT, False
         if acct.system:
-            order.verified = True
-            return None
+            return None, True
         slack = acct.slack
-        if slack is not None and pos.box_cost and pos.room >= lots and slack >= lots * pos.box_cost:
+        if pos.room >= lots and slack >= lots * pos.box_cost:  # room >= 0 only under a margin box
             acct.slack = slack - lots * pos.box_cost
             pos.room -= lots
-            order.verified = True
-            return None
+            return None, True
         # No box, or its slack or room spent: compute E with the order counted, draw a new box
         self._count(order, 1)
         self.rebox(acct, worst_print(order))
         self._count(order, -1)
-        if acct.slack is not None:
-            order.verified = True
-            return None
+        if acct.slack >= 0:
+            return None, True
         # Verify a marginal account stays solvent with an order that does not add to its worst case
         if not growing:
             fees = sum((q.open_buy + q.open_sell) * q.mkt.fee_cap for q in acct.positions.values())
             if self.value(acct) - fees - lots * mkt.fee_cap - worst_print(order) >= 0:
-                order.verified = order.reduce_only
-                return None
-        return Reject.INSUFFICIENT_MARGIN
+                return None, order.reduce_only
+        return Reject.INSUFFICIENT_MARGIN, False
 
     def _count(self, order: Resting, sign: int) -> None:
         if order.is_buy:
@@ -385,175 +379,25 @@ class Risk:
         self._count(order, 1)
         acct = order.pos.acct
         acct.orders[order.id] = order
-        if order.client_id:
-            acct.clients[order.client_id] = order
+        client_id = order.client_id
+        if client_id:
+            acct.clients[client_id] = order
 
     def drop(self, order: Resting) -> None:
-        """Gate: a resting order leaves without a fill; uncount it. Emits nothing."""
+        """A resting order leaves without a fill; uncount it. Emits nothing (the caller unbooks it)."""
         self._count(order, -1)
         order.remaining = 0
         acct = order.pos.acct
         del acct.orders[order.id]
-        if order.client_id:
-            acct.clients.pop(order.client_id, None)
-
-    # --- fills (hot path: bench/engine.py) ------------------------------------------------------
-
-    def fill(self, maker: Resting, taker: Resting, lots: int) -> int:
-        """Gate: check one fill against process_trade's rules, then apply it exactly as it does."""
-        price = maker.price
-        mp = maker.pos
-        mkt = mp.mkt
-        # Verify the print is inside the band: a resting order the oracle left behind is dropped
-        if price < mkt.lo or price > mkt.hi:
-            return 0
-        tp = taker.pos
-        t_old = tp.lots
-        m_old = mp.lots
-        buy = taker.is_buy
-        # Verify reduce-only orders only reduce: cap the fill, stop or drop when nothing is left
-        if taker.reduce_only:
-            cap = -t_old if buy else t_old
-            if cap <= 0:
-                return STOP
-            if lots > cap:
-                lots = cap
-        if maker.reduce_only:
-            cap = m_old if buy else -m_old
-            if cap <= 0:
-                return 0
-            if lots > cap:
-                lots = cap
-        d = lots if buy else -lots
-        t_new = t_old + d
-        m_new = m_old - d
-        # Verify position limits (above the limit a position may only shrink), unless room proves them
-        if tp.room < 0 and not self.position_ok(mkt, t_old, t_new):
-            return STOP
-        if mp.room < 0 and not self.position_ok(mkt, m_old, m_new):
-            return 0
-        # Verify the open-interest limit (total long lots): a fill adds at most `lots` to it
-        oi_bound = mkt.oi_bound + lots
-        if oi_bound > mkt.max_oi:
-            oi_bound = self.open_interest_after(mkt, t_old, t_new, m_old, m_new)
-            if oi_bound < 0:
-                return STOP
-        cash = lots * price * mkt.k
-        t_fee = -((-cash * mkt.taker_fee) // _PPM)
-        m_fee = -((-cash * mkt.maker_fee) // _PPM)
-        t_cash = -cash if buy else cash
-        ta = tp.acct
-        ma = mp.acct
-        # Verify margin after the trade (initial if it adds risk, solvency otherwise), unless
-        # the account's box proves it: then any fill of its open orders passes
-        if not taker.verified and not self.margin_ok(tp, t_old, t_new, t_cash - t_fee):
-            return STOP
-        if ma.slack is None and not self.margin_ok(mp, m_old, m_new, -t_cash - m_fee):
-            return 0
-
-        # Apply, in process_trade's order: settle both, move, cash, fees, market.
-        if tp.epoch != mkt.epoch:
-            self.settle(tp)
-        if mp.epoch != mkt.epoch:
-            self.settle(mp)
-        ta.collateral += t_cash - t_fee
-        ma.collateral -= t_cash + m_fee
-        self.fees.collateral += t_fee + m_fee
-        tp.lots = t_new
-        mp.lots = m_new
-        mkt.oi_bound = oi_bound
-        mkt.premium_sum += (price - mkt.oracle) * lots
-        mkt.premium_lots += lots
-        # the maker's counted exposure shrinks by what filled (the taker's is not counted)
-        if buy:
-            mp.open_sell -= lots
-        else:
-            mp.open_buy -= lots
-        taker.remaining -= lots
-        left = maker.remaining = maker.remaining - lots
-        if not left:
-            del ma.orders[maker.id]
-            if maker.client_id:
-                ma.clients.pop(maker.client_id, None)
-        self.out.append(_new_tuple(Fill, (maker.id, taker.id, lots, price)))
-        if ta.slack is None:
-            self.touch(ta)
-        if ma.slack is None:
-            self.touch(ma)
-        return lots
-
-    def position_ok(self, mkt: MarketRisk, old: int, new: int) -> bool:
-        """process_trade's position limit: above the limit a position may only shrink."""
-        return abs(new) <= mkt.max_pos or abs(new) <= abs(old)
-
-    def open_interest_after(self, mkt: MarketRisk, t_old: int, t_new: int, m_old: int, m_new: int) -> int:
-        """The exact open interest after a fill near the limit; -1 if process_trade refuses it."""
-        oi = self.open_interest(mkt)
-        after = oi + max(t_new, 0) - max(t_old, 0) + max(m_new, 0) - max(m_old, 0)
-        return -1 if after > mkt.max_oi and after > oi else after
-
-    def plan(self, maker: Resting, taker: Resting, lots: int, ctx: dict[Any, Any]) -> int:
-        """Gate: `fill`'s decision for a fill-or-kill plan, with the plan's earlier fills applied.
-
-        `ctx` maps a position to (lots delta, cash delta) planned so far, "lots" to the lots
-        planned, "oi" to the exact open interest once near the limit; decisions match `fill`
-        step for step given those deltas.
-        """
-        price = maker.price
-        mp = maker.pos
-        mkt = mp.mkt
-        if price < mkt.lo or price > mkt.hi:
-            return 0
-        tp = taker.pos
-        t_dl, t_dc = ctx.get(tp, (0, 0))
-        m_dl, m_dc = ctx.get(mp, (0, 0))
-        t_old = tp.lots + t_dl
-        m_old = mp.lots + m_dl
-        buy = taker.is_buy
-        if taker.reduce_only:
-            cap = -t_old if buy else t_old
-            if cap <= 0:
-                return STOP
-            lots = min(lots, cap)
-        if maker.reduce_only:
-            cap = m_old if buy else -m_old
-            if cap <= 0:
-                return 0
-            lots = min(lots, cap)
-        d = lots if buy else -lots
-        t_new = t_old + d
-        m_new = m_old - d
-        if tp.room < 0 and not self.position_ok(mkt, t_old, t_new):
-            return STOP
-        if mp.room < 0 and not self.position_ok(mkt, m_old, m_new):
-            return 0
-        planned = ctx.get("lots", 0) + lots
-        if mkt.oi_bound + planned > mkt.max_oi:  # near the limit: plan the exact open interest
-            if "oi" not in ctx:
-                ctx["oi"] = self.open_interest(mkt)
-            oi = ctx["oi"]
-            after = oi + max(t_new, 0) - max(t_old, 0) + max(m_new, 0) - max(m_old, 0)
-            if after > mkt.max_oi and after > oi:
-                return STOP
-            ctx["oi"] = after
-        cash = lots * price * mkt.k
-        t_cash = (-cash if buy else cash) - ceil_div(cash * mkt.taker_fee, _PPM)
-        m_cash = (cash if buy else -cash) - ceil_div(cash * mkt.maker_fee, _PPM)
-        # margin_ok reads owed from the unmoved records, as the first real fill settles them
-        if not taker.verified and not self.margin_ok(tp, t_old, t_new, t_dc + t_cash):
-            return STOP
-        if mp.acct.slack is None and not self.margin_ok(mp, m_old, m_new, m_dc + m_cash):
-            return 0
-        ctx[tp] = (t_dl + d, t_dc + t_cash)
-        ctx[mp] = (m_dl - d, m_dc + m_cash)
-        ctx["lots"] = planned
-        return lots
+        client_id = order.client_id
+        if client_id:
+            acct.clients.pop(client_id, None)
 
     # --- safe boxes (see the module docstring and liquidation.py) ------------------------------
 
     def touch(self, acct: AccountRisk) -> None:
         """The account's box no longer holds: queue it for a new one."""
-        acct.slack = None
+        acct.slack = -1
         if not acct.dirty and not acct.system:
             acct.dirty = True
             self.dirty.append(acct)
@@ -568,7 +412,7 @@ class Risk:
         or below it.
         """
         acct.dirty = False
-        acct.slack = None
+        acct.slack = -1
         self.critical.pop(acct, None)
         exposed = []
         for q in acct.positions.values():

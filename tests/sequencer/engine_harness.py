@@ -167,5 +167,5 @@ class Mirror:
                 sells = sum(o.remaining for o in acct.orders.values() if not o.is_buy and o.pos is pos)
                 assert (pos.open_buy, pos.open_sell) == (buys, sells)
             # a boxed account's slack is a lower bound of its worst-case excess
-            if acct.slack is not None:
+            if acct.slack >= 0:
                 assert risk.excess(acct) >= acct.slack >= 0
