@@ -41,21 +41,22 @@ Tamper = Callable[[State], None]
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
 def vdb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], tuple[str, str | None]]]:
-    """A factory of verifier databases: (url, schema), a fresh one per name, dropped afterwards."""
-    schemas: list[str] = []
+    """A factory of verifier databases: (url, schema), one per name (the same again for the same
+    name, as a restarted node reopens its own), dropped afterwards."""
+    schemas: dict[str, str] = {}
 
     def make(name: str) -> tuple[str, str | None]:
         if request.param == "sqlite":
             return f"sqlite:///{tmp_path / (name + '.db')}", None
-        schema = f"vtest_{name}_{uuid.uuid4().hex[:10]}"
-        schemas.append(schema)
-        return PG_URL, schema  # type: ignore[return-value]
+        if name not in schemas:
+            schemas[name] = f"vtest_{name}_{uuid.uuid4().hex[:10]}"
+        return PG_URL, schemas[name]  # type: ignore[return-value]
 
     yield make
     if schemas:
         engine = create_engine(PG_URL)  # type: ignore[arg-type]
         with engine.begin() as conn:
-            for schema in schemas:
+            for schema in schemas.values():
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
 
