@@ -2,23 +2,36 @@
 and the one-step proof of any transaction, computed only when a dispute asks for them.
 
 One working state walks the batch: forward with the STF, back with the state's undo log to the
-mark it recorded before each transaction (so the pre-state is never lost and no state is ever
-copied). Roots are cached by index. bench/dispute.py measures it on a 10,000-trade batch.
+mark it recorded before each transaction, so the pre-state is never lost and no state is ever
+copied. Walking back keeps each transaction's effect (the records it wrote), so walking forward
+again over it replays those writes instead of running the STF. Roots are cached by index.
+bench/dispute.py measures it on a 10,000-trade batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from contracts_spec import codec
 from contracts_spec.crypto import keccak
 from contracts_spec.dispute import OrderProof, StepProof
 from contracts_spec.errors import InvalidTransaction
 from contracts_spec.merkle import list_proof
-from contracts_spec.state import State
+from contracts_spec.state import ACCOUNT, GLOBALS, MARKET, ORDER, POSITION, State
 from contracts_spec.stf import BatchOrders, Env, process_tx
-from contracts_spec.types import BatchData, BatchHeader, Hash32, Root, SignedOrder
+from contracts_spec.types import (
+    Account,
+    Address,
+    BatchData,
+    BatchHeader,
+    Globals,
+    Hash32,
+    OrderStatus,
+    Position,
+    Root,
+    SignedOrder,
+)
 from contracts_spec.witness import make_witness
 
 # The "root" after a transaction the rules reject: there is no such state, so it matches no root
@@ -28,6 +41,32 @@ REJECTED: Final[Root] = keccak(b"rampart.trace.rejected")
 # Fault injection (tests, the fault harness): called after transaction i has been applied and
 # may write to the state (through its setters, so the undo log still walks back over it).
 Fault = Callable[[int, State], None]
+
+
+# A transaction's effect: each slot it wrote with the record it left there (None: the kind's
+# default, which root() drops from the records).
+Effect = tuple[tuple[tuple[int, bytes], Any], ...]
+
+_DEFAULTS: Final[dict[int, Any]] = {ACCOUNT: Account(), POSITION: Position(), ORDER: OrderStatus(), GLOBALS: Globals()}
+
+
+def replay_effect(state: State, effect: Effect) -> None:
+    """Write a transaction's recorded effect through the state's setters (so the undo log holds it)."""
+    for (kind, ident), record in effect:
+        if record is None:
+            record = _DEFAULTS[kind]
+        if kind == ACCOUNT:
+            state.set_account(ident, record)
+        elif kind == POSITION:
+            state.set_position(ident[:20], int.from_bytes(ident[20:], "big"), record)
+        elif kind == ORDER:
+            state.set_order_status(ident[:20], ident[20:], record)
+        elif kind == MARKET:
+            state.set_market(int.from_bytes(ident, "big"), record)
+        elif kind == GLOBALS:
+            state.set_globals(record)
+        else:
+            state.set_config(record)
 
 
 class TraceMismatch(Exception):
@@ -54,23 +93,28 @@ class Trace:
     makes this a deliberately wrong view of the batch (a lying sequencer's or challenger's).
     """
 
-    __slots__ = ("header", "body", "env", "fault", "state", "orders", "pos", "marks", "roots", "rejected_at",
-                 "executed", "_tx_hashes", "_order_hashes")
+    __slots__ = ("header", "body", "env", "fault", "state", "orders", "pos", "marks", "effects", "roots",
+                 "rejected_at", "executed", "replayed", "_tx_hashes", "_order_hashes")
 
-    def __init__(self, pre: State, header: BatchHeader, body: BatchData, env: Env, fault: Fault | None = None) -> None:
+    def __init__(self, pre: State, header: BatchHeader, body: BatchData, env: Env, fault: Fault | None = None,
+                 signers: Mapping[int, Address] | None = None, ids: Mapping[int, Hash32] | None = None) -> None:
         # Verify the batch's data is the header's
         if len(body.txs) != header.tx_count:
             raise TraceMismatch(f"the header says {header.tx_count} transactions, the data holds {len(body.txs)}")
         self.header, self.body, self.env, self.fault = header, body, env, fault
         self.state = pre
-        # One BatchOrders for the trace's life: each order's signature is recovered once,
-        # however often the walk goes back and forth over its trades.
-        self.orders = BatchOrders(body.orders, env.preset)
+        # One BatchOrders for the trace's life: each order's signature is recovered once, however
+        # often the walk goes back and forth over its trades. Recovery is most of a cold walk's
+        # time (bench/dispute.py): a node that verified the orders already hands `signers`/`ids`
+        # over (by order index), as intake does to the STF.
+        self.orders = BatchOrders(body.orders, env.preset, signers, ids)
         self.pos = 0  # the working state is the state before transaction `pos`
         self.marks = [len(pre.undo)]  # marks[i]: the undo-log length at the state before tx i
+        self.effects: dict[int, Effect] = {}  # kept when the walk goes back over a transaction
         self.roots: dict[int, Root] = {}
         self.rejected_at: int | None = None  # the first transaction the rules reject, once seen
-        self.executed = 0  # transactions run so far, for benchmarks
+        self.executed = 0  # transactions run by the STF so far, for tests and benchmarks
+        self.replayed = 0  # transactions replayed from their effect
         self._tx_hashes: list[Hash32] | None = None
         self._order_hashes: list[Hash32] | None = None
         # Verify the pre-state is the batch's
@@ -105,29 +149,43 @@ class Trace:
             self.rewind(index)
             return self.state
         state, txs, orders, env, fault, marks = self.state, self.body.txs, self.orders, self.env, self.fault, self.marks
+        effects, undo = self.effects, state.undo
         pos = self.pos
         try:
             while pos < index:
-                try:
-                    process_tx(state, txs[pos], orders, env)
-                except InvalidTransaction:
-                    self.rejected_at = pos
-                    break
-                self.executed += 1
-                if fault is not None:
-                    fault(pos, state)
+                effect = effects.get(pos)
+                if effect is not None:
+                    replay_effect(state, effect)
+                    self.replayed += 1
+                else:
+                    try:
+                        process_tx(state, txs[pos], orders, env)
+                    except InvalidTransaction:
+                        self.rejected_at = pos
+                        break
+                    self.executed += 1
+                    if fault is not None:
+                        fault(pos, state)
                 pos += 1
-                marks.append(len(state.undo))
+                marks.append(len(undo))
         finally:
             self.pos = pos
         return state
 
     def rewind(self, index: int) -> None:
-        """Walk the working state back to the state before transaction `index` (<= pos)."""
+        """Walk the working state back to the state before transaction `index` (<= pos), keeping
+        the effect of each transaction it walks back over."""
         if not 0 <= index <= self.pos:
             raise IndexError(f"cannot rewind from {self.pos} to {index}")
-        self.state.rollback_to(self.marks[index])
-        del self.marks[index + 1:]
+        state, marks, effects = self.state, self.marks, self.effects
+        undo, records = state.undo, state.records
+        for j in range(self.pos - 1, index - 1, -1):
+            if j not in effects:
+                # The state is tx j's post-state here; its undo entries name what it wrote
+                slots = dict.fromkeys(undo[marks[j]:marks[j + 1]:2])
+                effects[j] = tuple((slot, records.get(slot)) for slot in slots)
+            state.rollback_to(marks[j])
+        del marks[index + 1:]
         self.pos = index
 
     # --- the one-step proof -------------------------------------------------------------------

@@ -110,6 +110,7 @@ def test_roots_in_any_order_equal_a_straight_replay(seed: int) -> None:
     trace.roots.clear()  # the cache aside, walking back and forth gives the same roots
     for i in reversed(order):
         assert trace.root_at(i) == roots[min(i, len(body.txs))], i
+    assert trace.executed == len(body.txs)  # the STF ran each once: walking forward again replays
     trace.rewind(0)
     assert trace.state.root() == pre.root()
 
