@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -35,7 +35,7 @@ from contracts_spec.dispute import Answer, Reveal, Seat, Step, StepProof
 from contracts_spec.errors import SpecError
 from contracts_spec.state import State
 from contracts_spec.stf import BridgeView, Env
-from contracts_spec.types import BatchData, BatchHeader, Genesis, Root
+from contracts_spec.types import Address, BatchData, BatchHeader, Genesis, Hash32, Root
 from l1_mock.client import ClientBridge, GameInfo, L1Client, L1Error
 from verifier.trace import Fault, Trace, TraceMismatch
 
@@ -174,12 +174,14 @@ def fetch_batch(client: L1Client, batch_id: int, genesis: Genesis) -> tuple[Batc
 
 
 def chain_trace(client: L1Client, batch_id: int, pre: State, genesis: Genesis, bridge: BridgeView | None = None,
-                fault: Fault | None = None) -> Trace:
+                fault: Fault | None = None, signers: Mapping[int, Address] | None = None,
+                ids: Mapping[int, Hash32] | None = None) -> Trace:
     """The trace of a posted batch from its pre-state (owned by the trace from now on), reading
-    deposits and forced requests from the chain's bridge unless `bridge` is given."""
+    deposits and forced requests from the chain's bridge unless `bridge` is given. `signers` and
+    `ids` (by order index) spare the trace recovering signatures the caller already checked."""
     header, body = fetch_batch(client, batch_id, genesis)
     env = Env(genesis.preset, header.time, bridge if bridge is not None else ClientBridge(client))
-    return Trace(pre, header, body, env, fault)
+    return Trace(pre, header, body, env, fault, signers, ids)
 
 
 # --- the player ---------------------------------------------------------------------------------

@@ -228,3 +228,12 @@ def test_a_key_plays_only_its_own_seat(arena: Arena) -> None:
         wrong.tick()
     with pytest.raises(ValueError):
         arena.player("sequencer").challenge(0)
+
+
+def test_run_until_done_returns_the_outcome(arena: Arena) -> None:
+    bid = arena.post(arena.body(3), fault=arena.lie(2))
+    defender, vera = arena.player("sequencer"), arena.player("vera")
+    gid = vera.challenge(bid)
+    out = vera.run_until_done(gid, idle=defender.tick)
+    assert (out.game_id, out.batch_id, out.result, out.credited) == (gid, bid, Result.WON, WINNINGS)
+    assert vera.is_done(gid) and defender.run_until_done(gid, idle=lambda: None).result == Result.LOST
