@@ -8,10 +8,15 @@ from __future__ import annotations
 from contracts_spec import codec
 from contracts_spec.state import State
 from contracts_spec.stf import Env, apply_batch
-from contracts_spec.types import Address, Seconds
+from contracts_spec.types import Address, BatchData, BatchHeader, Genesis, Seconds
 from contracts_spec.witness import prove_account
 from l1_mock.client import ClientBridge, L1Client, L1Error
 from l1_mock.envelope import hex0x, unhex
+
+
+def decode_body(client: L1Client, header: BatchHeader, genesis: Genesis) -> BatchData:
+    """A batch's transactions and orders, fetched by its data hash (checked) and decoded."""
+    return codec.decode_batch_data(client.batch_data(header.data_hash), max_txs=genesis.preset.max_batch_txs)
 
 
 def rebuild_state(client: L1Client, upto_index: int) -> State:
@@ -22,7 +27,7 @@ def rebuild_state(client: L1Client, upto_index: int) -> State:
     for index in range(upto_index + 1):
         view = client.canonical(index)
         header = codec.decode_header(unhex(view["header"]))
-        body = codec.decode_batch_data(client.batch_data(header.data_hash), max_txs=genesis.preset.max_batch_txs)
+        body = decode_body(client, header, genesis)
         apply_batch(state, body, Env(genesis.preset, Seconds(header.time), bridge))
         state.checkpoint()
         # Verify our re-execution reaches the root the chain holds (a final batch is never wrong)
