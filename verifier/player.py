@@ -207,7 +207,14 @@ class Player:
 
     Call `tick()` (or `play_once(now)` with the chain's time) from a node's loop; each call
     discovers new games, makes every move that is due, resolves games whose clock ran out or
-    whose batch fell, reports outcomes and claims what was credited.
+    whose batch fell, reports outcomes and claims what was credited. Not thread-safe: one
+    thread ticks it.
+
+    `truth(batch_id)` is called once per disputed batch (again after a restart) and returns this
+    side's view of it, e.g. `chain_trace(client, batch_id, state_before_it, genesis)`.
+    `on_outcome` is called at least once per ended game (again next tick if it raised); the
+    sequencer rolls back on `Result.LOST` (once per batch: every game on a lost batch reports
+    LOST) and finds nothing to do on `REFUNDED` (the batch fell with an ancestor already lost).
     """
 
     def __init__(self, client: L1Client, db_url: str, seat: Seat, truth: TruthProvider, *,
