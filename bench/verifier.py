@@ -3,10 +3,12 @@
 
 1. Replay speed in trades/s on a batch of fresh orders (two signatures to recover per trade, the
    worst case), against the sequencer's batch production: the spec's `apply_batch` with the
-   signers and ids intake already derived, plus the root (the stand-in the issue names), and
-   the batcher's whole per-batch work (plus encoding, list roots, globals proof). The verifier's
-   replay is everything the node does with downloaded data: decode, order ids and signer
-   recovery (inline, in a pool, or remembered from earlier batches), apply_batch, root, header.
+   signers and ids intake already derived, plus the root (the stand-in the issue names); the
+   batcher's whole per-batch work (plus encoding, list roots, globals proof); and that plus the
+   signature checks intake made on the same orders (like for like). The verifier's replay is
+   everything the node does with downloaded data: decode, order ids and signer recovery
+   (inline, in a pool, or remembered from earlier batches), apply_batch, root, header. Then
+   what a checkpoint costs to save and restore.
 2. Over HTTP on the dev preset (a base layer in this process, SQLite): the wall time from a bad
    batch's posting to the node's game opening, and to its resolution with the bond claimed,
    the lying sequencer defending with the shared player as fast as it can.
@@ -143,9 +145,12 @@ def replay_speed(n: int) -> None:
     pooled = Signers(genesis.preset, workers=cpus, parallel_orders=1, cache_size=0)
     warm = Signers(genesis.preset, workers=1)
     warm.for_batch(body.orders)  # every order seen in an earlier batch (resting orders)
+    recover = best(lambda: _timed(lambda: Signers(genesis.preset, workers=1).for_batch(body.orders)))
+    batcher = best(sequencer_batcher)
     rows = [
         ("sequencer: apply_batch + root (stand-in)", best(sequencer_stf)),
-        ("sequencer: batcher work per batch", best(sequencer_batcher)),
+        ("sequencer: batcher work per batch", batcher),
+        ("sequencer: + intake's signature checks", batcher + recover),
         ("verifier replay, signers inline", best(lambda: verifier(Signers(genesis.preset, workers=1)))),
         (f"verifier replay, signers in {cpus} processes", best(lambda: verifier(pooled))),
         ("verifier replay, orders seen before", best(lambda: verifier(warm))),
@@ -158,9 +163,26 @@ def replay_speed(n: int) -> None:
     for label, seconds in rows:
         rate = n / seconds
         print(f"  {label:<46} {seconds:7.3f} s  {rate:>9,.0f} trades/s  {rate / stand_in:5.2f}x stand-in")
-    recover = best(lambda: _timed(lambda: Signers(genesis.preset, workers=1).for_batch(body.orders)))
     print(f"  (of which order ids + signer recovery inline: {recover:.3f} s, "
           f"{recover / len(body.orders) * 1e6:.0f} us per order)")
+    checkpoint(state, body, env, intake_signers, ids, n / rows[3][1])
+
+
+def checkpoint(state: State, body: BatchData, env: Env, signers: dict, ids: dict,  # type: ignore[type-arg]
+               replay_rate: float) -> None:
+    """What a restart costs: a checkpoint of the state after the batch, against replaying it."""
+    from verifier.snapshot import decode_state, encode_state
+
+    after = state.copy()
+    apply_batch(after, body, env, signers, ids)
+    root = after.root()
+    save = best(lambda: _timed(lambda: encode_state(after)))
+    blob = encode_state(after)
+    load = best(lambda: _timed(lambda: decode_state(blob, root)))
+    print(f"checkpoint of the state after it: {len(after.records):,} records, {len(blob):,} bytes; "
+          f"save {save:.3f} s, restore (decode + tree + root check) {load:.3f} s")
+    print(f"  restoring costs what replaying {load * replay_rate:,.0f} trades would; a restart then replays "
+          f"at most checkpoint_every batches (default 16) from the base layer's data")
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]

@@ -223,6 +223,12 @@ class Node:
                 log.warning("base layer: %s", exc)
                 wait(self.settings.poll_interval)
                 continue
+            except (VerifierError, KeyboardInterrupt):
+                raise
+            except Exception:  # a bug or a database hiccup: say so loudly, keep watching
+                log.exception("sync failed; retrying")
+                wait(self.settings.poll_interval)
+                continue
             if not report.busy:
                 wait(self.settings.poll_interval)
         self.save_checkpoint(force=False)
@@ -537,13 +543,18 @@ class Node:
         if self.settings.claim and self.key is not None:
             self._claim(report)
 
-    def _challenge_wrong(self, report: SyncReport) -> None:
+    def wrong_batches(self) -> tuple[list[BatchRow], set[int], set[int]]:
+        """Wrong batches still inside their window; the batches we play against; those anyone does."""
         with self.sessions() as s:
             node = self.node_row(s)
             wrong = list(s.scalars(select(BatchRow).where(BatchRow.verdict == "invalid",
                                                           BatchRow.l1_status == "pending",
                                                           BatchRow.window_ends > node.l1_time)))
-            mine = {g.batch_id for g in s.scalars(select(GameRow).where(GameRow.mine.is_(True)))}
+            games = list(s.scalars(select(GameRow)))
+        return wrong, {g.batch_id for g in games if g.mine}, {g.batch_id for g in games}
+
+    def _challenge_wrong(self, report: SyncReport) -> None:
+        wrong, mine, _ = self.wrong_batches()
         for row in wrong:
             if row.batch_id in mine:
                 continue
@@ -611,6 +622,14 @@ class Node:
         log.error("game %d against batch %d %s", outcome.game_id, outcome.batch_id, outcome.result.value.upper())
 
     def _watch_others(self, report: SyncReport) -> None:
+        if not self.settings.challenge:
+            wrong, _, disputed = self.wrong_batches()
+            for row in wrong:
+                if row.batch_id not in disputed:
+                    with self.session() as s:
+                        if self._alert(s, "unchallenged", f"batch {row.batch_id} is wrong and nobody challenges it "
+                                       f"(its window ends at {row.window_ends})", batch_id=row.batch_id):
+                            log.error("batch %d is wrong and unchallenged; challenging is off", row.batch_id)
         with self.sessions() as s:
             node = self.node_row(s)
             now = node.l1_time

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from contracts_spec.params import DEV
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import KINDS, REJECTIONS, World, lying_batch, rejected_batch
-from verifier.db import BatchRow, CheckpointRow, NodeRow
+from verifier.db import AlertRow, BatchRow, CheckpointRow, NodeRow
 from verifier.node import Node as Verifier
 from verifier.node import WrongKey
 
@@ -90,6 +90,8 @@ def test_a_rejected_transaction_is_found(world: World, kind: str) -> None:
     v.sync()
     row = next(r for r in _rows(v) if r.batch_id == bad_id)
     assert row.verdict == "invalid" and row.rejected_index == 1 and row.rejected_error
+    with v.sessions() as s:  # challenging is off here: the node says nobody challenges it
+        assert "unchallenged" in [a.kind for a in s.scalars(select(AlertRow))]
 
 
 def test_batches_built_on_a_wrong_one_are_skipped(world: World) -> None:
