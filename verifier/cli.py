@@ -133,9 +133,13 @@ def run(
     once: Annotated[bool, typer.Option(help="Sync until there is nothing left to do, then exit.")] = False,
     challenge: Annotated[bool, typer.Option(help="Open a game against every wrong batch.")] = True,
     join: Annotated[bool, typer.Option(help="Join games on wrong batches that head the wrong way.")] = True,
+    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
 ) -> None:
     """Run the node: follow, verify, challenge, play, resolve, claim."""
-    settings = settings_of(ctx, challenge=challenge, join=join)
+    more: dict[str, Any] = {"challenge": challenge, "join": join}
+    if poll_interval is not None:
+        more["poll_interval"] = poll_interval
+    settings = settings_of(ctx, **more)
     logging.basicConfig(level=logging.INFO if ctx.obj["verbose"] else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
     logging.getLogger("rampart.verifier").setLevel(logging.INFO)

@@ -63,6 +63,8 @@ def diagnose(node: Node, batch_id: int, tx: int | None = None,
                    for i in sorted(claims)],
         "rejected_index": trace.rejected_at,
     }
+    lo: int | None
+    hi: int | None
     if trace.rejected_at is not None:
         lo, hi = trace.rejected_at, trace.rejected_at + 1
     elif differing:

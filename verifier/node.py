@@ -87,9 +87,9 @@ class NodeBridge:
 
     def add(self, forced: bool, index: int, account: bytes, amount: int) -> None:
         if forced:
-            self.forced_requests[index] = ForcedEntry(account, Atoms(amount))  # type: ignore[arg-type]
+            self.forced_requests[index] = ForcedEntry(account, Atoms(amount))
         else:
-            self.deposits[index] = DepositEntry(account, Atoms(amount))  # type: ignore[arg-type]
+            self.deposits[index] = DepositEntry(account, Atoms(amount))
 
     def deposit(self, index: int) -> DepositEntry | None:
         entry = self.deposits.get(index)
@@ -285,7 +285,7 @@ class Node:
             game = s.get(GameRow, d["game_id"])
             if game is not None:
                 game.game_json = json.dumps(d["game"])
-            data = {k: d[k] for k in ("root", "agree") if k in d}
+            data: dict[str, Any] = {k: d[k] for k in ("root", "agree") if k in d}
             data["lo"], data["hi"] = d["game"]["lo"], d["game"]["hi"]
             data["time"] = d["game"]["turn_started"]
             self._move(s, e, d["move"], d["seat"], data)

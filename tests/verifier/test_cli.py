@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +209,29 @@ def test_the_console_script_runs_as_a_process(world: World) -> None:
     assert done.returncode == 0, done.stderr
     st = subprocess.run([*run, "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert st.returncode == 0 and json.loads(st.stdout)["verified"]["batches"] == {"valid": 1}
+
+
+def test_run_as_a_daemon_follows_and_stops_on_sigterm(world: World) -> None:
+    world.c("vera").faucet(native=10 * nf.NATIVE)
+    world.post(world.setup_batch())
+    s = world.settings("vera")
+    args = [sys.executable, "-m", "verifier.cli", "--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
+    if s.db_schema:
+        args += ["--db-schema", s.db_schema]
+    proc = subprocess.Popen([*args, "run", "--poll-interval", "0.05"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        posted = world.post(world.honest_batch(0))
+        # the daemon polls on its own schedule: wait (bounded) for it to catch up; no game clock
+        # depends on this wait
+        for _ in range(600):
+            st = cli(world, "vera", "status", "--json")
+            if st["verified"]["head_batch_id"] == posted or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert st["verified"]["head_batch_id"] == posted
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "following" in stderr
