@@ -268,8 +268,10 @@ def game(ctx: typer.Context, game_id: int, as_json: JsonFlag = False) -> None:
               f"challenger {data['challenger']}{' (us)' if data['mine'] else ''}")
     out.print(f"interval [{iv['lo']}, {iv['hi']}] of {data['tx_count']} transactions ({data['rounds']} rounds); "
               f"agreed {short(iv['lo_root'])}, disputed {short(iv['hi_root'])}")
-    out.print(f"clocks: sequencer {data['clocks']['sequencer']} s, challenger {data['clocks']['challenger']} s; "
-              f"{data['turn']} to move" + (f" before {data['deadline']}" if data["deadline"] else ""))
+    clocks = f"clocks: sequencer {data['clocks']['sequencer']} s, challenger {data['clocks']['challenger']} s"
+    if data["deadline"] is not None:
+        clocks += f"; {data['turn']} to move before {data['deadline']} (now {data['now']})"
+    out.print(clocks)
     t = Table("block", "seat", "move", "detail")
     for m in data["moves"]:
         detail = {k: v for k, v in m.items() if k not in ("event_id", "block", "seat", "kind")}
