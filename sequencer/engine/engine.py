@@ -41,8 +41,14 @@ from sequencer.engine.matching import fillable, match
 from sequencer.engine.risk import AccountRisk, Reject, Risk, compute_owed
 
 _GTC: Final = TimeInForce.GTC
-_FOK: Final = TimeInForce.FOK
 _POST_ONLY: Final = TimeInForce.POST_ONLY
+# time in force -> (rests, post-only, fill-or-kill)
+_TIF: Final = {
+    TimeInForce.GTC: (True, False, False),
+    TimeInForce.IOC: (False, False, False),
+    TimeInForce.FOK: (False, False, True),
+    TimeInForce.POST_ONLY: (True, True, False),
+}
 _EXPIRE_MAKER: Final = Stp.EXPIRE_MAKER
 _NEVER: Final = 1 << 63  # an expiry later than any
 
@@ -123,9 +129,9 @@ class Engine:
         if now > mkt.fresh_until:
             return Reject.STALE_ORACLE
         is_buy = order.is_buy
-        tif = order.tif
+        rests, post_only, fok = _TIF[order.tif]
         if market:
-            if tif == _POST_ONLY:
+            if post_only:
                 return Reject.INVALID_ORDER
             limit = (price if price < mkt.hi else mkt.hi) if is_buy else (price if price > mkt.lo else mkt.lo)
             rests = False
@@ -133,9 +139,8 @@ class Engine:
             if (price > mkt.hi) if is_buy else (price < mkt.lo):
                 return Reject.PRICE_BAND
             limit = price
-            rests = tif == _GTC or tif == _POST_ONLY
         book = mkt.book
-        if tif == _POST_ONLY and book.would_cross(is_buy, limit):
+        if post_only and book.would_cross(is_buy, limit):
             return Reject.POST_ONLY_WOULD_CROSS
         pos = acct.positions.get(mkt.id)
         if pos is None:
@@ -160,10 +165,10 @@ class Engine:
             reason, verified = risk.admit(taker)
             if reason is not None:
                 return reason
-        if tif == _FOK and not fillable(risk, book, taker, limit, stp, verified):
+        if fok and not fillable(risk, book, taker, limit, stp, verified):
             return Reject.FOK_UNFILLABLE
         self.seen.add(order_id)
-        if tif != _POST_ONLY:
+        if not post_only:
             keys = book.ask_keys if is_buy else book.bid_keys
             if keys and (keys[0] <= limit if is_buy else -keys[0] >= limit):
                 if not match(risk, book, taker, limit, stp, verified):

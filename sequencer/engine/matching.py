@@ -65,7 +65,10 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
     want = taker.remaining
     t_cash = fees = notional = traded = 0
     oi_room = mkt.oi_room
+    epoch = mkt.epoch
+    t_settle = tp.epoch != epoch  # settle the taker at its first fill (process_trade settles both)
     append = risk.out.append
+    new_tuple, fill_type = _new_tuple, Fill
     taker_id = taker.id
     stopped = False
     while keys and keys[0] <= lim:
@@ -149,9 +152,10 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
             continue
 
         # Apply (process_trade: settle both, move, cash, fees, market)
-        if tp.epoch != mkt.epoch:
+        if t_settle:
             risk.settle(tp)
-        if mp.epoch != mkt.epoch:
+            t_settle = False
+        if mp.epoch != epoch:
             risk.settle(mp)
         ma.collateral += m_cash
         mp.lots = m_new
@@ -168,11 +172,11 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
             level.popleft()
             maker.remaining = 0
             del ma.orders[maker.id]
-            if maker.signed.order.client_id:
+            if ma.clients:
                 ma.clients.pop(maker.signed.order.client_id, None)
         else:
             maker.remaining = left - lots
-        append(_new_tuple(Fill, (maker.id, taker_id, lots, price)))
+        append(new_tuple(fill_type, (maker.id, taker_id, lots, price)))
         if ma.slack < 0:
             risk.touch(ma)
         want -= lots

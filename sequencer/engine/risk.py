@@ -285,9 +285,13 @@ class Risk:
             lots = q.lots
             mkt = q.mkt
             if lots:
-                excess += lots * mkt.ok - compute_owed(q)
-            w = max(lots + q.open_buy, q.open_sell - lots)
-            excess -= ceil_div(w * mkt.ok * mkt.im, _PPM) + (q.open_buy + q.open_sell) * mkt.fee_cap
+                excess += lots * mkt.ok
+                if q.epoch != mkt.epoch:
+                    excess -= compute_owed(q)
+            long_w = lots + q.open_buy
+            short_w = q.open_sell - lots
+            w = long_w if long_w > short_w else short_w
+            excess += ((-w * mkt.ok * mkt.im) // _PPM) - (q.open_buy + q.open_sell) * mkt.fee_cap
         for order in acct.orders.values():
             excess -= worst_print(order)
         return excess
@@ -351,6 +355,8 @@ class Risk:
         if acct.system:
             return None, True
         slack = acct.slack
+        if slack >= 0 and pos.room < 0 and not (pos.lots or pos.open_buy or pos.open_sell) and mkt.oracle:
+            self._extend_box(pos)
         if pos.room >= lots and slack >= lots * pos.box_cost:  # room >= 0 only under a margin box
             acct.slack = slack - lots * pos.box_cost
             pos.room -= lots
@@ -459,6 +465,21 @@ class Risk:
             q.room = mkt.max_pos - gross
             self._push(mkt, q)
         acct.slack = slack
+
+    def _extend_box(self, q: PositionRisk) -> None:
+        """Add a market the boxed account has no exposure in to its box, at the widest width.
+
+        E does not depend on that market's price yet (no position, no orders), so the slack
+        holds over the wider box; what the account adds there later pays lots x box_cost.
+        """
+        mkt = q.mkt
+        o = mkt.oracle
+        q.box_ver += 1
+        q.box_lo = o - o // _BOX_DIVISOR
+        q.box_hi = hi = o + o // _BOX_DIVISOR
+        q.box_cost = mkt.fee_cap + ceil_div(hi * mkt.k * mkt.im, _PPM) + (mkt.band * hi // _PPM) * mkt.k
+        q.room = mkt.max_pos
+        self._push(mkt, q)
 
     def _draw_maintenance_box(self, acct: AccountRisk) -> bool:
         """Triggers on positions alone, splitting the maintenance cushion (liquidation.py)."""
