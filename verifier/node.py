@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from contracts_spec import codec, dispute
@@ -338,8 +338,8 @@ class Node:
     def verify_pending(self, report: SyncReport) -> None:
         """Verify, in order, every batch that builds on our head."""
         with self.sessions() as s:
-            node = self.node_row(s)
-            total = s.query(BatchRow).filter(BatchRow.verdict.is_(None), BatchRow.l1_status == "pending").count()
+            total = s.scalar(select(func.count()).select_from(BatchRow).where(
+                BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")) or 0
         done = 0
         while True:
             with self.session() as s:
@@ -538,6 +538,7 @@ class Node:
         """Challenge wrong batches, play our games, resolve, claim; watch everyone else's."""
         if self.settings.challenge:
             self._challenge_wrong(report)
+        self._alert_missed_windows()
         self._play_ours(report)
         self._watch_others(report)
         if self.settings.claim and self.key is not None:
@@ -561,6 +562,20 @@ class Node:
             game_id = self.open_game(row.batch_id, why="its root is wrong")
             if game_id is not None and report.opened is not None:
                 report.opened.append(game_id)
+
+    def _alert_missed_windows(self) -> None:
+        """A wrong batch whose window closed with no game left to decide it will become final."""
+        with self.session() as s:
+            node = self.node_row(s)
+            late = s.scalars(select(BatchRow).where(BatchRow.verdict == "invalid", BatchRow.l1_status == "pending",
+                                                    BatchRow.window_ends <= node.l1_time))
+            for row in late:
+                if s.scalar(select(GameRow.game_id).where(GameRow.batch_id == row.batch_id,
+                                                          GameRow.status == "open").limit(1)) is not None:
+                    continue  # a game still decides it
+                if self._alert(s, "window_missed", f"batch {row.batch_id} is wrong and its challenge window "
+                               f"closed at {row.window_ends} without a game won against it", batch_id=row.batch_id):
+                    log.critical("batch %d is wrong and its window closed without a winning game", row.batch_id)
 
     def open_game(self, batch_id: int, why: str) -> int | None:
         """Open a game against a batch with our bond; None (and an alert) when it cannot be opened."""

@@ -122,3 +122,15 @@ def test_a_database_is_bound_to_its_key(world: World) -> None:
 
 def test_dev_preset_is_what_the_tests_run() -> None:
     assert DEV.game_clock < DEV.challenge_window
+
+
+def test_a_wrong_batch_left_past_its_window_is_a_critical_alert(world: World) -> None:
+    v = world.verifier(challenge=False)
+    world.post(world.setup_batch())
+    world.post(lying_batch(world, "deposit"))
+    v.sync()
+    world.advance(DEV.challenge_window)
+    v.sync()
+    with v.sessions() as s:
+        kinds = [a.kind for a in s.scalars(select(AlertRow).order_by(AlertRow.id))]
+    assert kinds == ["invalid_batch", "unchallenged", "window_missed"]
