@@ -41,6 +41,7 @@ from verifier.signers import Signers  # noqa: E402
 USDC = 1_000_000
 ACCOUNTS = 200
 NATIVE = 10**18
+CATCH_UP_BATCHES = 10
 
 
 def trades(b: BatchBuilder, names: list[str], n: int, salt: int = 0) -> None:
@@ -230,6 +231,27 @@ def game_latency(n: int) -> None:
             h, state = header_for(state, body, env)
             seq.post_batch(h, codec.encode_batch_data(body), witness.prove_globals(state))
             node.sync()
+            # catch-up: honest batches of n trades, then a fresh node follows them from zero
+            for k in range(CATCH_UP_BATCHES):
+                seq.increase_time(1)
+                b.reset()
+                trades(b, names, n, salt=100 + k)
+                body = b.data()
+                env = Env(genesis.preset, Seconds(seq.now()), b.bridge)
+                h, after = header_for(state, body, env)
+                seq.post_batch(replace(h, index=1 + k), codec.encode_batch_data(body), witness.prove_globals(after))
+                state = after
+            write_key(Path(tmp) / "victor.key", keys["victor"])
+            fresh = Verifier(Settings(l1_url=l1.url, db=f"sqlite:///{tmp}/victor.db",
+                                      key_file=Path(tmp) / "victor.key"), keys["victor"])
+            t = time.perf_counter()
+            caught = fresh.sync()
+            elapsed = time.perf_counter() - t
+            print(f"catch-up of a fresh node over HTTP: {caught.verified} batches, {caught.trades:,} trades "
+                  f"in {elapsed:.3f} s = {caught.trades / elapsed:,.0f} trades/s (download, decode, verify, "
+                  f"database, checkpoints)")
+            fresh.close()
+            node.sync()
             # the lie: n trades, one wrong fee in the middle
             seq.increase_time(2)
             b.reset()
@@ -238,7 +260,7 @@ def game_latency(n: int) -> None:
             now = seq.now()
             env = Env(genesis.preset, Seconds(now), b.bridge)
             bad, bad_state = header_for(state, body, env, fault_at=len(body.txs) // 2)
-            bad = replace(bad, index=1)
+            bad = replace(bad, index=1 + CATCH_UP_BATCHES)
             pre = state
 
             def truth(batch_id: int) -> Trace:
