@@ -327,7 +327,7 @@ class Trader:
 
     def faucet(self, usdc: int = 0, native: int = 0) -> dict[str, Any]:
         """Dev preset only: USDC and native coin from the base layer's faucet."""
-        return _l1(self.l1.faucet, native=native, usdc=usdc)
+        return dict(_l1(self.l1.faucet, native=native, usdc=usdc)["result"])
 
     def deposit(self, amount: int) -> int:
         """Lock USDC in the bridge for this account; returns the deposit-queue index."""

@@ -1,0 +1,134 @@
+"""`rampart-trader` against a real base layer and sequencer (processes): keys, deposit, orders,
+fills, positions, margin, withdraw and claim, escape status — `--json` on every command, and
+every refusal a code with exit status 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trader_net import BTC, PRICE, USDC, Net, db_fixture, net_fixture, wait_for  # noqa: F401  (fixtures)
+from typer.testing import CliRunner
+
+from sequencer.scenario import Keys
+from sequencer.trader_cli import app
+
+
+class Cli:
+    def __init__(self, net: Net, home: Path) -> None:
+        self.runner = CliRunner()
+        self.env = {"RAMPART_L1_URL": net.l1_url, "RAMPART_SEQUENCER_URL": net.seq_url,
+                    "RAMPART_TRADER_HOME": str(home)}
+
+    def raw(self, *args: str, key: str | None = None) -> Any:
+        env = dict(self.env)
+        if key is not None:
+            env["RAMPART_TRADER_KEY"] = key
+        return self.runner.invoke(app, list(args), env=env)
+
+    def ok(self, *args: str, key: str | None = None) -> Any:
+        """Run with --json; the exit status is 0 and stdout is JSON."""
+        result = self.raw("--json", *args, key=key)
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return json.loads(result.stdout)
+
+    def refused(self, code: str, *args: str, key: str | None = None) -> dict[str, Any]:
+        result = self.raw(*args, "--json", key=key)  # --json after the command works too
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        error: dict[str, Any] = json.loads(result.stdout)["error"]
+        assert error["code"] == code, error
+        text = self.raw(*args, key=key)  # without --json: the code on stderr
+        assert text.exit_code == 1 and code in text.stderr
+        return error
+
+
+@pytest.fixture
+def cli(net: Net, tmp_path: Path) -> Cli:
+    return Cli(net, tmp_path / "keys")
+
+
+def test_keys(cli: Cli) -> None:
+    created = cli.ok("keys", "create", "mine")
+    assert created["address"].startswith("0x") and len(created["address"]) == 42
+    assert os.stat(created["path"]).st_mode & 0o777 == 0o600
+    bob = Keys()["bob"]
+    imported = cli.ok("keys", "import", "bob", "0x" + bob.hex())
+    assert imported["address"] == "0x" + Keys().addr("bob").hex()
+    assert sorted(k["name"] for k in cli.ok("keys", "list")) == ["bob", "mine"]
+    cli.refused("key_exists", "keys", "create", "mine")
+    cli.refused("bad_key", "keys", "import", "x", "0x1234")
+    cli.refused("bad_key_name", "keys", "create", "../evil")
+    cli.refused("unknown_key", "margin", key="nobody")
+    cli.refused("no_key", "margin")
+
+
+def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
+    for name in ("alice", "bob"):
+        cli.ok("keys", "import", name, "0x" + Keys()[name].hex())
+        assert cli.ok("faucet", "10000", "--native", str(10**18), key=name)["usdc"] == 10_000 * USDC
+        assert cli.ok("deposit", "5000", key=name) == {"queueIndex": 0 if name == "alice" else 1,
+                                                         "amount": 5_000 * USDC}
+        wait_for(lambda n=name: cli.ok("margin", key=n)["collateral"] == 5_000 * USDC, f"{name}'s deposit")
+    net.oracle(BTC, PRICE)
+    assert [m["symbol"] for m in cli.ok("markets", key="alice")] == ["BTC-USD", "ETH-USD"]
+
+    # 0.01 BTC at 60,000.0: 100 lots at 600,000 ticks
+    placed = cli.ok("place", "BTC-USD", "buy", "0.01", "60000", key="alice")
+    assert placed["state"] == "open" and placed["remaining"] == 100
+    assert cli.ok("book", "BTC-USD", key="alice")["bids"][0][:2] == [PRICE, 100]
+    taken = cli.ok("place", "BTC", "sell", "0.01", "60000", "--tif", "IOC", key="bob")
+    assert taken["state"] == "filled", taken
+    (fill,) = cli.ok("fills", key="alice")
+    assert fill["orderId"] == placed["orderId"] and fill["life"] in ("matched", "posted")
+    (pos,) = cli.ok("positions", key="alice")
+    assert pos["lots"] == 100 and pos["side"] == "long"
+    text = cli.raw("margin", key="alice")
+    assert text.exit_code == 0 and "USDC" in text.stdout and "free" in text.stdout
+
+    resting = cli.ok("place", "BTC-USD", "buy", "0.001", "59000", key="alice")
+    replaced = cli.ok("replace", resting["orderId"], "BTC-USD", "buy", "0.002", "58000", key="alice")
+    assert replaced["replaced"] == resting["orderId"]
+    assert cli.ok("cancel", replaced["orderId"], key="alice")["status"] == "ok"
+    assert cli.ok("cancel-all", key="alice")["status"] == "ok"
+    assert cli.ok("orders", "--status", "open", key="alice") == []
+
+    # refusals: local and remote, each with its code
+    cli.refused("unknown_order", "cancel", replaced["orderId"], key="alice")
+    cli.refused("bad_amount", "place", "BTC-USD", "buy", "0.00001", "60000", key="alice")
+    cli.refused("bad_amount", "place", "BTC-USD", "buy", "0.01", "60000.05", key="alice")
+    cli.refused("bad_side", "place", "BTC-USD", "up", "0.01", "60000", key="alice")
+    cli.refused("unknown_market", "place", "DOGE", "buy", "1", "1", key="alice")
+    cli.refused("insufficient_margin", "withdraw", "6000", key="alice")
+    cli.refused("insufficient_balance", "deposit", "1000000", key="alice")
+
+    # withdraw, let the batch become final, claim on the base layer
+    assert cli.ok("withdraw", "100", key="bob")["amount"] == 100 * USDC
+    net.finalize(lambda: cli.ok("withdrawals", key="bob")[0]["life"] == "final", "the withdrawal to be final")
+    before = cli.ok("balances", key="bob")["usdc"]
+    (paid,) = cli.ok("claim", key="bob")
+    assert paid["amount"] == 100 * USDC and cli.ok("balances", key="bob")["usdc"] == before + 100 * USDC
+    assert cli.ok("claim", key="bob") == []
+    assert cli.ok("fills", key="alice")[0]["life"] == "final"
+
+    # the escape hatch is visible, and shut while the rollup is live
+    assert cli.ok("escape-status", key="bob")["frozen"] is False
+    cli.refused("freeze_refused", "freeze", key="bob")
+    cli.refused("not_frozen", "escape", key="bob")
+    assert cli.ok("force-withdraw", "1", key="bob") == {"forcedIndex": 0, "amount": USDC}
+
+
+def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
+    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_TRADER_HOME": str(tmp_path),
+           "RAMPART_TRADER_KEY": "0x" + Keys()["carol"].hex()}
+    done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", "escape-status"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["frozen"] is False
+    done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", "deposit", "5"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "insufficient_balance"
