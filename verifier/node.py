@@ -33,7 +33,7 @@ from l1_mock.wire import game_from_json, game_to_json
 from verifier import db
 from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, NodeRow, QueueRow
 from verifier.player import Outcome, Played, Player, Result
-from verifier.replay import Verdict, decode_body, judge_batch
+from verifier.replay import StateMismatch, Verdict, decode_body, judge_batch
 from verifier.settings import Settings
 from verifier.signers import Signers
 from verifier.snapshot import decode_state, encode_state
@@ -388,7 +388,11 @@ class Node:
             verdict = Verdict(False, None, {"data": ("decodable", str(exc))})
         else:
             ids, signers = self.signers.for_batch(body.orders)
-            verdict = judge_batch(state, header, body, self.env(header), ids, signers)
+            try:
+                verdict = judge_batch(state, header, body, self.env(header), ids, signers)
+            except StateMismatch:
+                self.state = None  # never judge from a state we cannot trust: reload it, try again
+                raise
         with self.session() as s:
             node = self.node_row(s)
             b = s.get(BatchRow, row.batch_id)

@@ -22,6 +22,10 @@ from contracts_spec.types import Address, BatchData, BatchHeader, Hash32, Trade
 from contracts_spec.witness import globals_withdrawal_root
 
 
+class StateMismatch(Exception):
+    """Our state is not the one the batch builds on: a fault of ours, never a verdict on the batch."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     valid: bool
@@ -55,10 +59,13 @@ def judge_batch(
     started = time.perf_counter()
     trades = count_trades(body)
     pre_root = state.root()
+    # Verify the batch builds on our root: the base layer already holds it to its parent's post
+    # root, which we verified, so a difference means our state is off, never the batch
+    if pre_root != header.prev_root:
+        raise StateMismatch(f"our state's root 0x{pre_root.hex()} is not the batch's prev root "
+                            f"0x{header.prev_root.hex()}")
     mismatch: dict[str, tuple[str, str]] = {}
-    # Verify the header commits to this data and builds on our root (the base layer checks the
-    # same: a difference here means our state, not the batch, is off)
-    _compare(mismatch, "prev_root", pre_root, header.prev_root)
+    # Verify the header commits to this data
     _compare(mismatch, "tx_count", len(body.txs), header.tx_count)
     _compare(mismatch, "tx_root", list_root([codec.tx_hash(tx) for tx in body.txs]), header.tx_root)
     _compare(mismatch, "orders_root", list_root([codec.signed_order_hash(o) for o in body.orders]),

@@ -4,16 +4,25 @@ and restarts, invalidations, and the binding of a database to one chain and one 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 
+from contracts_spec import codec
+from contracts_spec.crypto import keccak
+from contracts_spec.merkle import list_root
 from contracts_spec.params import DEV
+from contracts_spec.state import State
+from contracts_spec.types import BatchHeader, Seconds
+from contracts_spec.witness import globals_withdrawal_root
+from sequencer.scenario import BatchBuilder, Keys, dev_genesis
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import KINDS, REJECTIONS, World, lying_batch, rejected_batch
 from verifier.db import AlertRow, BatchRow, CheckpointRow, NodeRow
 from verifier.node import Node as Verifier
 from verifier.node import WrongKey
+from verifier.replay import StateMismatch, judge_batch
 
 keys, genesis, l1, vdb, world = nf.keys, nf.genesis, nf.l1, nf.vdb, nf.world
 
@@ -134,3 +143,23 @@ def test_a_wrong_batch_left_past_its_window_is_a_critical_alert(world: World) ->
     with v.sessions() as s:
         kinds = [a.kind for a in s.scalars(select(AlertRow).order_by(AlertRow.id))]
     assert kinds == ["invalid_batch", "unchallenged", "window_missed"]
+
+
+def test_a_state_that_is_not_the_batchs_parent_never_judges() -> None:
+    """A node whose own state is off raises instead of calling an honest batch wrong."""
+    keys = Keys()
+    g = dev_genesis(keys)
+    b = BatchBuilder(g, keys)
+    b.deposit("alice", 5)
+    body = b.data()
+    honest = State.from_genesis(g)
+    prev = honest.root()
+    b.apply(honest, g.genesis_time)
+    gl = honest.globals()
+    header = BatchHeader(0, prev, honest.root(), 1, list_root([codec.tx_hash(t) for t in body.txs]),
+                         keccak(codec.encode_batch_data(body)), gl.deposits_consumed, gl.forced_consumed,
+                         globals_withdrawal_root(gl), list_root([]), Seconds(g.genesis_time))
+    assert judge_batch(State.from_genesis(g), header, body, b.env(g.genesis_time)).valid
+    off = State.from_genesis(replace(g, oracle_quorum=3))  # a node whose state went wrong
+    with pytest.raises(StateMismatch):
+        judge_batch(off, header, body, b.env(g.genesis_time))
