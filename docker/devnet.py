@@ -61,7 +61,6 @@ def init(a: argparse.Namespace) -> None:
         a.genesis.parent.mkdir(parents=True, exist_ok=True)
         a.genesis.write_text(genesis_to_json(genesis) + "\n")
     addresses["preset"] = genesis.preset.name
-    addresses["challenger_bond"] = genesis.preset.challenger_bond
     a.addresses.write_text(json.dumps(addresses, indent=2) + "\n")
     print(json.dumps(addresses), flush=True)
 
@@ -70,8 +69,11 @@ def fund(a: argparse.Namespace) -> None:
     from contracts_spec.crypto import private_key_from_seed
     from l1_mock.client import L1Client, L1Error
 
-    addresses = json.loads(a.addresses.read_text())
-    amount = a.native if a.native is not None else BOND_MULTIPLE * int(addresses["challenger_bond"])
+    verifiers = list(a.address)
+    if a.addresses is not None:
+        verifiers += json.loads(a.addresses.read_text())["verifiers"]
+    if not verifiers:
+        raise SystemExit("rampart-devnet: give --addresses or --address")
     # The faucet needs a signed transaction, not a funded sender: a throwaway dev key signs it
     with L1Client(a.l1, private_key_from_seed(b"rampart-devnet-faucet")) as client:
         deadline = time.monotonic() + a.wait
@@ -83,7 +85,8 @@ def fund(a: argparse.Namespace) -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"rampart-devnet: the base layer at {a.l1} does not answer") from None
                 time.sleep(0.5)
-        for verifier in addresses["verifiers"]:
+        amount = a.native if a.native is not None else BOND_MULTIPLE * int(client.genesis().preset.challenger_bond)
+        for verifier in verifiers:
             balance = int(client.account(verifier)["native"])
             if balance < amount:
                 client.faucet(native=amount - balance, to=verifier)
@@ -102,10 +105,11 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--oracle-key", type=Path, action="append", required=True, help="one per oracle signer")
     i.add_argument("--oracle-quorum", type=int, help="default: a majority of the signers")
     i.add_argument("--verifier-key", type=Path, action="append", default=[], help="one per verifier")
-    f = sub.add_parser("fund", help="give every verifier in the addresses file coin for challenge bonds")
+    f = sub.add_parser("fund", help="give verifiers coin for challenge bonds from the dev faucet")
     f.add_argument("--l1", required=True, help="base-layer URL")
-    f.add_argument("--addresses", type=Path, required=True)
-    f.add_argument("--native", type=int, help=f"coin per verifier (default {BOND_MULTIPLE} challenger bonds)")
+    f.add_argument("--addresses", type=Path, help="the addresses file `init` wrote: fund its verifiers")
+    f.add_argument("--address", action="append", default=[], help="fund this address too (0x...)")
+    f.add_argument("--native", type=int, help=f"coin per address (default {BOND_MULTIPLE} challenger bonds)")
     f.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the base layer")
     return p
 
