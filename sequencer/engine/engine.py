@@ -169,10 +169,14 @@ class Engine:
             return Reject.FOK_UNFILLABLE
         self.seen.add(order_id)
         if not post_only:
-            keys = book.ask_keys if is_buy else book.bid_keys
-            if keys and (keys[0] <= limit if is_buy else -keys[0] >= limit):
-                if not match(risk, book, taker, limit, stp, verified):
-                    return None  # stopped (self-trade prevention, a limit, margin): the rest is dropped
+            if is_buy:
+                keys = book.ask_keys
+                crosses = keys and keys[0] <= limit
+            else:
+                keys = book.bid_keys
+                crosses = keys and -keys[0] >= limit
+            if crosses and not match(risk, book, taker, limit, stp, verified):
+                return None  # stopped (self-trade prevention, a limit, margin): the rest is dropped
         if rests and taker.remaining:
             # rest: Book.add and Risk.rest, inlined
             if is_buy:

@@ -140,8 +140,12 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
         cash = lots * price * k
         t_fee = (cash * taker_fee + _ROUND_UP) // _PPM
         m_fee = (cash * maker_fee + _ROUND_UP) // _PPM
-        fill_cash = (-cash if buy else cash) - t_fee
-        m_cash = (cash if buy else -cash) - m_fee
+        if buy:
+            fill_cash = -cash - t_fee
+            m_cash = cash - m_fee
+        else:
+            fill_cash = cash - t_fee
+            m_cash = -cash - m_fee
         # Verify margin after the trade (initial if it adds risk, solvency otherwise), unless a box proves it
         if not verified and not risk.margin_ok(tp, t_lots, t_new, t_cash + fill_cash):
             stopped = True
@@ -162,7 +166,7 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
         tp.lots = t_lots = t_new
         t_cash += fill_cash
         fees += t_fee + m_fee
-        notional += price * lots
+        notional += cash  # lots x price x K
         traded += lots
         if buy:
             mp.open_sell -= lots
@@ -186,7 +190,7 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
     if traded:
         ta.collateral += t_cash
         risk.fees.collateral += fees
-        mkt.premium_sum += notional - mkt.oracle * traded  # sum of (price - oracle) x lots
+        mkt.premium_sum += notional // k - mkt.oracle * traded  # sum of (price - oracle) x lots
         mkt.premium_lots += traded
         mkt.oi_room = oi_room
         if ta.slack < 0:
