@@ -104,6 +104,9 @@ class Batcher:
         self.parent_time = int(core.genesis.genesis_time)
         self.pending: Built | None = None  # built, not yet known to be on the base layer
         self.halted: str | None = None  # set when the base layer lost one of our batches (issue 6)
+        from sequencer import faults  # dev-only fault injection (RAMPART_FAULT_FILE); a no-op unless set
+
+        faults.install(self)  # refuses to start outside the dev preset
 
     # --- recovery ----------------------------------------------------------------------------------
 
