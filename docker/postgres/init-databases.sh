@@ -2,7 +2,7 @@
 # PostgreSQL init script: one database per Rampart service, named in POSTGRES_MULTIPLE_DATABASES
 # (space-separated), owned by POSTGRES_USER. The postgres image runs it once, on an empty data
 # directory; run by hand it creates only the databases that are missing.
-set -eu
+set -e  # not -u: the image sources a script that lost its executable bit
 
 for db in ${POSTGRES_MULTIPLE_DATABASES:-}; do
   # Verify the name is a plain identifier: it is spliced into SQL
