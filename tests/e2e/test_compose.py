@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
+import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -201,8 +202,26 @@ def accepted_variables(role: str) -> set[str]:
     return names
 
 
+def source_variables() -> set[str]:
+    """RAMPART_ names the package reads outside its settings classes (os.environ, typer's envvar),
+    in its tracked files: work in progress that is not committed yet does not count."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    dirs = [p.rstrip("*") for p in include["include"]]
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", *dirs], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split()
+        files = [ROOT / f for f in listed if f.endswith(".py")]
+    except (OSError, subprocess.CalledProcessError):
+        files = [f for d in dirs for f in (ROOT / d).rglob("*.py")]
+    found: set[str] = set()
+    for f in files:
+        if f.exists():
+            found |= set(re.findall(r"\bRAMPART_[A-Z0-9_]*[A-Z0-9]\b", f.read_text()))
+    return found
+
+
 def all_variables() -> set[str]:
-    return set().union(*(accepted_variables(r) for r in LONG_RUNNING))
+    return set().union(source_variables(), *(accepted_variables(r) for r in LONG_RUNNING))
 
 
 def build_settings(role: str, env: dict[str, str]) -> Any:
