@@ -56,6 +56,9 @@ def oracle_flags(environ: MutableMapping[str, str]) -> list[str]:
         if var.startswith(ORACLE_PREFIX) and var != ORACLE_KEY_FILES:
             flags += ["--" + var.removeprefix(ORACLE_PREFIX).lower().replace("_", "-"), environ[var]]
     files = [f for f in environ.get(ORACLE_KEY_FILES, "").split(",") if f.strip()]
+    # Verify the signer keys come from one place: argparse would silently keep the last --keys
+    if files and environ.get(ORACLE_PREFIX + "KEYS"):
+        fail(f"give {ORACLE_PREFIX}KEYS or {ORACLE_KEY_FILES}, not both")
     if files:
         flags += ["--keys", ",".join(read_key_hex(f.strip()) for f in files)]
     return flags

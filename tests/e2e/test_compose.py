@@ -478,6 +478,8 @@ def test_entrypoint_turns_oracle_variables_into_flags_the_feeder_accepts(tmp_pat
     ns = parse_args("rampart-oracle", args)
     assert (ns.sequencer, ns.step_ppm, ns.interval) == ("http://s:1", 500, 2.0)
     assert ns.keys.split(",") == [(bytes([i + 1]) * 32).hex() for i in range(3)]
+    with pytest.raises(SystemExit):  # keys from two places: refused, not silently one of them
+        entrypoint.prepare("rampart-oracle", [], {**env, "RAMPART_ORACLE_KEYS": "11" * 32})
     with pytest.raises(AssertionError):  # a variable that names no flag fails at start, loudly
         parse_args("rampart-oracle", entrypoint.prepare("rampart-oracle", [], {"RAMPART_ORACLE_NOPE": "1"}))
 
@@ -503,3 +505,27 @@ def test_readme_documents_every_setting_once_in_one_table() -> None:
     first = next(i for i, line in enumerate(lines) if line.startswith("| `RAMPART_"))
     block = lines[first:first + len(rows)]
     assert all(line.startswith("| `RAMPART_") for line in block), "the settings are one table"
+
+
+# --- the dev key generator -----------------------------------------------------------------------------------
+
+
+def test_devnet_init_creates_keys_once_and_refuses_a_genesis_of_other_keys(tmp_path: Path) -> None:
+    from contracts_spec.params import genesis_from_json
+    from verifier.keys import load_key
+
+    devnet = load_module("devnet")
+    k = tmp_path / "keys"
+    args = ["init", f"--genesis={tmp_path}/g/genesis.json", f"--addresses={tmp_path}/g/addresses.json",
+            f"--sequencer-key={k}/seq.json", f"--governance-key={k}/gov.json",
+            *[f"--oracle-key={k}/o{i}.json" for i in range(3)], f"--verifier-key={k}/v1.json"]
+    devnet.main(args)
+    keys = {p.name: load_key(p) for p in k.iterdir()}  # every key file is 0600, or load_key refuses it
+    genesis = genesis_from_json((tmp_path / "g" / "genesis.json").read_text())
+    assert genesis.oracle_quorum == 2 and len(genesis.oracle_signers) == 3 and genesis.preset.name == "dev"
+    devnet.main(args)  # a restart keeps every key and the genesis
+    assert {p.name: load_key(p) for p in k.iterdir()} == keys
+    assert genesis_from_json((tmp_path / "g" / "genesis.json").read_text()) == genesis
+    (k / "seq.json").unlink()  # a lost key volume: a new key would not be the genesis sequencer
+    with pytest.raises(SystemExit, match="other sequencer or oracle keys"):
+        devnet.main(args)
