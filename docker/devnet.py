@@ -46,6 +46,11 @@ def compute_addresses(a: argparse.Namespace) -> dict[str, Any]:
 def init(a: argparse.Namespace) -> None:
     from contracts_spec.params import PRESETS, genesis_from_json, genesis_to_json, make_genesis
 
+    bound = [a.sequencer_key, *a.oracle_key]
+    # Verify no key the genesis names is missing: a new one would not be the one the genesis trusts
+    if a.genesis.exists() and not all(p.exists() for p in bound):
+        raise SystemExit(f"rampart-devnet: {a.genesis} names other sequencer or oracle keys than the key "
+                         "files (some are missing); restore the key volumes or remove the genesis and every database")
     addresses = compute_addresses(a)
     signers = tuple(bytes.fromhex(s[2:]) for s in addresses["oracle_signers"])
     quorum = a.oracle_quorum or len(signers) // 2 + 1

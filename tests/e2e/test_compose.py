@@ -512,7 +512,7 @@ def test_readme_documents_every_setting_once_in_one_table() -> None:
 
 def test_devnet_init_creates_keys_once_and_refuses_a_genesis_of_other_keys(tmp_path: Path) -> None:
     from contracts_spec.params import genesis_from_json
-    from verifier.keys import load_key
+    from verifier.keys import load_key, write_key
 
     devnet = load_module("devnet")
     k = tmp_path / "keys"
@@ -527,5 +527,9 @@ def test_devnet_init_creates_keys_once_and_refuses_a_genesis_of_other_keys(tmp_p
     assert {p.name: load_key(p) for p in k.iterdir()} == keys
     assert genesis_from_json((tmp_path / "g" / "genesis.json").read_text()) == genesis
     (k / "seq.json").unlink()  # a lost key volume: a new key would not be the genesis sequencer
+    with pytest.raises(SystemExit, match="other sequencer or oracle keys"):
+        devnet.main(args)
+    assert not (k / "seq.json").exists(), "no key is made up for a genesis that names another"
+    write_key(k / "seq.json", b"\x33" * 32)  # another key in its place
     with pytest.raises(SystemExit, match="other sequencer or oracle keys"):
         devnet.main(args)
