@@ -103,9 +103,10 @@ class Engine:
         """
         order = signed.order
         risk = self.risk
-        mkt = risk.markets.get(order.market)
         # Verify the order can be placed at all
-        if mkt is None:
+        try:
+            mkt = risk.markets[order.market]
+        except KeyError:
             return Reject.UNKNOWN_MARKET
         if order_id in self.seen:
             return Reject.DUPLICATE_ORDER
@@ -118,8 +119,9 @@ class Engine:
             return Reject.EXPIRED
         if now > self.next_expiry:
             self.expire(now)
-        acct = risk.accounts.get(order.account)
-        if acct is None:
+        try:
+            acct = risk.accounts[order.account]
+        except KeyError:
             acct = risk.account(order.account)
         if acct.system:  # nobody holds a system account's key: never let its flag skip margin
             return Reject.INVALID_ORDER
@@ -142,8 +144,9 @@ class Engine:
         book = mkt.book
         if post_only and book.would_cross(is_buy, limit):
             return Reject.POST_ONLY_WOULD_CROSS
-        pos = acct.positions.get(mkt.id)
-        if pos is None:
+        try:
+            pos = acct.positions[mkt.id]
+        except KeyError:
             pos = risk.position(acct, mkt)
         # Verify a reduce-only order faces a position it reduces
         reduce_only = order.reduce_only
@@ -199,9 +202,10 @@ class Engine:
 
     def cancel(self, account: bytes, order_id: bytes, tx: Cancel | None = None) -> Reject | None:
         """Cancel one resting order; a user-signed `tx` is emitted, an engine cancel is not."""
-        acct = self.risk.accounts.get(account)
-        order = acct.orders.get(order_id) if acct is not None else None
-        if order is None:
+        try:
+            acct = self.risk.accounts[account]
+            order = acct.orders[order_id]
+        except KeyError:
             return Reject.UNKNOWN_ORDER
         if tx is not None and (tx.account != account or tx.order_id != order_id):
             return Reject.WRONG_ACCOUNT

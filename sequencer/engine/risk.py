@@ -1,11 +1,11 @@
 """The engine's incremental risk state and pre-trade risk: the spec's margin rules, kept live.
 
 Per market: oracle, band, indices, premium, an open-interest bound. Per account: collateral,
-positions (lots and settlement indices), open-order exposure and a *safe box*. `Risk` is the
-book's `Gate`: each fill is checked against contracts_spec.stf.process_trade's rules and
-applied exactly as it applies them, so what the engine emits applies cleanly; the property
-tests in tests/sequencer/ hold this state equal to the spec's after every step.
-Hot path, guarded by bench/engine.py: `fill` (and the admission inlined in Engine.place).
+positions (lots and settlement indices), open-order exposure and a *safe box*. Fills are
+applied by matching.py, liquidations and funding here, each exactly as contracts_spec.stf does;
+tests/sequencer/test_engine_spec.py holds this state and these margin functions equal to the
+spec's after every step of long random workloads. Hot path, guarded by bench/engine.py: the
+admission (Engine.place inlines its common case) and what matching.py calls.
 
 The pre-trade check, stated exactly. An account's worst-case excess at oracle prices o is
     E = collateral + sum_m [ P_m o_m K_m - owed_m - ceil(W_m o_m K_m im_m / 1e6) - (B_m + S_m) fee_m ]
@@ -220,7 +220,7 @@ def worst_print(order: Resting) -> int:
 
 
 class Risk:
-    """Markets, accounts, the pre-trade check, the fill gate and the safe boxes; emits into `out`."""
+    """Markets, accounts, the pre-trade check and the safe boxes; matching.py appends fills to `out`."""
 
     def __init__(self, markets: tuple[MarketParams, ...] | list[MarketParams], genesis_time: int = 0) -> None:
         self.markets: dict[int, MarketRisk] = {p.market_id: MarketRisk(p, genesis_time) for p in markets}
