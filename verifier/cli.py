@@ -131,12 +131,15 @@ def short(h: str | None, n: int = 10) -> str:
 def run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option(help="Sync until there is nothing left to do, then exit.")] = False,
-    challenge: Annotated[bool, typer.Option(help="Open a game against every wrong batch.")] = True,
-    join: Annotated[bool, typer.Option(help="Join games on wrong batches that head the wrong way.")] = True,
+    challenge: Annotated[bool | None, typer.Option(
+        help="Open a game against every wrong batch [default: RAMPART_VERIFIER_CHALLENGE, else on].")] = None,
+    join: Annotated[bool | None, typer.Option(
+        help="Join games on wrong batches that head the wrong way [default: RAMPART_VERIFIER_JOIN, else on].")] = None,
     poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
 ) -> None:
     """Run the node: follow, verify, challenge, play, resolve, claim."""
-    more: dict[str, Any] = {"challenge": challenge, "join": join}
+    # flags override the environment only when given
+    more: dict[str, Any] = {k: v for k, v in (("challenge", challenge), ("join", join)) if v is not None}
     if poll_interval is not None:
         more["poll_interval"] = poll_interval
     settings = settings_of(ctx, **more)
