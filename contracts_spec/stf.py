@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts_spec import eip712
+from contracts_spec import eip712, governance
 from contracts_spec.codec import encode_withdrawal_leaf
 from contracts_spec.crypto import keccak, recover_address
 from contracts_spec.errors import (
@@ -19,6 +19,7 @@ from contracts_spec.errors import (
     BadQueueIndex,
     BadSignature,
     FundingTooEarly,
+    GovernanceNotEffective,
     HealthyAccount,
     InsufficientMargin,
     InvalidAmount,
@@ -62,6 +63,7 @@ from contracts_spec.types import (
     SYSTEM_ACCOUNTS,
     Account,
     Address,
+    ApplyGovernance,
     BatchData,
     Cancel,
     CancelAll,
@@ -71,6 +73,7 @@ from contracts_spec.types import (
     ForcedWithdraw,
     FundingTick,
     Globals,
+    GovernanceEntry,
     Hash32,
     Liquidate,
     Market,
@@ -97,19 +100,30 @@ class BridgeView(Protocol):
 
     def forced(self, index: int) -> ForcedEntry | None: ...
 
+    def governance(self, index: int) -> GovernanceEntry | None: ...
+
 
 class MemoryBridge:
     """A BridgeView over lists: what tests, benchmarks and followers that mirror the queues use."""
 
-    def __init__(self, deposits: Sequence[DepositEntry] = (), forced: Sequence[ForcedEntry] = ()) -> None:
+    def __init__(
+        self,
+        deposits: Sequence[DepositEntry] = (),
+        forced: Sequence[ForcedEntry] = (),
+        governance: Sequence[GovernanceEntry] = (),
+    ) -> None:
         self.deposits = list(deposits)
         self.forced_requests = list(forced)
+        self.governance_entries = list(governance)
 
     def deposit(self, index: int) -> DepositEntry | None:
         return self.deposits[index] if 0 <= index < len(self.deposits) else None
 
     def forced(self, index: int) -> ForcedEntry | None:
         return self.forced_requests[index] if 0 <= index < len(self.forced_requests) else None
+
+    def governance(self, index: int) -> GovernanceEntry | None:
+        return self.governance_entries[index] if 0 <= index < len(self.governance_entries) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +320,7 @@ def append_withdrawal(state: State, address: Address, amount: int) -> None:
     g = state.globals()
     leaf = keccak(encode_withdrawal_leaf(WithdrawalLeaf(g.withdrawal_count, address, amount)))  # type: ignore[arg-type]
     branch = withdrawal_append(g.withdrawal_branch, g.withdrawal_count, leaf)
-    state.set_globals(Globals(g.deposits_consumed, g.forced_consumed, g.withdrawal_count + 1, branch))
+    state.set_globals(Globals(g.deposits_consumed, g.forced_consumed, g.withdrawal_count + 1, branch, g.governance_applied))
 
 
 def free_after_withdrawal(state: State, address: Address, amount: int) -> bool:
@@ -333,7 +347,9 @@ def process_deposit(state: State, tx: Deposit, orders: BatchOrders, env: Env) ->
         raise InvalidAmount("deposit must be positive and to a user account")
     add_collateral(state, entry.account, entry.amount)
     g = state.globals()
-    state.set_globals(Globals(g.deposits_consumed + 1, g.forced_consumed, g.withdrawal_count, g.withdrawal_branch))
+    state.set_globals(
+        Globals(g.deposits_consumed + 1, g.forced_consumed, g.withdrawal_count, g.withdrawal_branch, g.governance_applied)
+    )
 
 
 def process_forced_withdraw(state: State, tx: ForcedWithdraw, orders: BatchOrders, env: Env) -> None:
@@ -345,7 +361,9 @@ def process_forced_withdraw(state: State, tx: ForcedWithdraw, orders: BatchOrder
     # Verify the bridge holds that entry
     if entry is None:
         raise BadQueueIndex(f"the bridge has no forced request {tx.queue_index}")
-    state.set_globals(Globals(g.deposits_consumed, g.forced_consumed + 1, g.withdrawal_count, g.withdrawal_branch))
+    state.set_globals(
+        Globals(g.deposits_consumed, g.forced_consumed + 1, g.withdrawal_count, g.withdrawal_branch, g.governance_applied)
+    )
     # A request the account cannot afford is consumed as rejected; the batch stays valid
     if entry.amount <= 0 or entry.account in SYSTEM_ACCOUNTS:
         return
@@ -375,6 +393,28 @@ def process_withdraw(state: State, tx: Withdraw, orders: BatchOrders, env: Env) 
         Account(account.collateral - tx.amount, account.withdraw_nonce + 1, account.order_nonce_floor, account.markets),  # type: ignore[arg-type]
     )
     append_withdrawal(state, tx.account, tx.amount)
+
+
+# --- governance ---------------------------------------------------------------------------
+
+
+def process_apply_governance(state: State, tx: ApplyGovernance, orders: BatchOrders, env: Env) -> None:
+    g = state.globals()
+    # Verify the change is the next one in the base layer's governance queue
+    if tx.queue_index != g.governance_applied:
+        raise BadQueueIndex(f"governance change {tx.queue_index} is not the next ({g.governance_applied})")
+    entry = env.bridge.governance(tx.queue_index)
+    # Verify the base layer holds that entry
+    if entry is None:
+        raise BadQueueIndex(f"the base layer has no governance change {tx.queue_index}")
+    # Verify the change is effective at the batch time
+    if not governance.is_effective(entry, env.now):
+        raise GovernanceNotEffective(f"governance change {tx.queue_index} is effective at {entry.effective_time}")
+    state.set_globals(
+        Globals(g.deposits_consumed, g.forced_consumed, g.withdrawal_count, g.withdrawal_branch, g.governance_applied + 1)
+    )
+    # A change the state cannot take is consumed as rejected; the batch stays valid
+    governance.apply_change(state, entry.change, env.now)
 
 
 # --- cancels ------------------------------------------------------------------------------
@@ -701,4 +741,5 @@ _HANDLERS: dict[type, Callable[[State, Any, BatchOrders, Env], None]] = {
     FundingTick: process_funding_tick,
     Liquidate: process_liquidation,
     Withdraw: process_withdraw,
+    ApplyGovernance: process_apply_governance,
 }

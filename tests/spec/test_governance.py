@@ -7,18 +7,27 @@ from dataclasses import replace
 
 import pytest
 
-from contracts_spec import codec, governance
+from contracts_spec import codec, errors, governance
 from contracts_spec.errors import BadGovernanceChange, DecodeError
 from contracts_spec.params import BTC_USD, DEV
+from contracts_spec.state import State
+from contracts_spec.stf import BatchOrders, Env, MemoryBridge, apply_batch, process_tx
 from contracts_spec.types import (
+    FEE_ACCOUNT,
     ApplyGovernance,
+    BatchData,
+    DepositEntry,
+    ForcedEntry,
     Globals,
     GovernanceEntry,
     Seconds,
     SetMarketParams,
     SetOracleSigners,
+    Tx,
 )
-from tests.spec.conftest import BTC, World
+from contracts_spec.witness import execute_one_step, make_witness
+from sequencer.scenario import ORACLE_NAMES
+from tests.spec.conftest import BTC, BTC_PRICE, T0, USDC, World
 
 A, B, C = (bytes([i]) * 20 for i in (1, 2, 3))
 
@@ -129,3 +138,139 @@ def test_oracle_signers_change_keeps_the_sequencer(world: World) -> None:
     assert governance.apply_change(s, SetOracleSigners((A, B, C), 3), world.now)
     assert s.config().oracle_signers == (A, B, C) and s.config().oracle_quorum == 3
     assert s.config().sequencer == seq
+
+
+# --- the STF: ApplyGovernance -----------------------------------------------------------------
+
+RAISED_FEE = 2_000
+
+
+class EncodedBridge:
+    """Another BridgeView: the queue as the base layer stores it (encoded bytes), decoded per read."""
+
+    def __init__(self, bridge: MemoryBridge) -> None:
+        self.bridge = bridge
+        self.governance_bytes = [codec.encode_governance_entry(e) for e in bridge.governance_entries]
+
+    def deposit(self, index: int) -> DepositEntry | None:
+        return self.bridge.deposit(index)
+
+    def forced(self, index: int) -> ForcedEntry | None:
+        return self.bridge.forced(index)
+
+    def governance(self, index: int) -> GovernanceEntry | None:
+        if not 0 <= index < len(self.governance_bytes):
+            return None
+        return codec.decode_governance_entry(self.governance_bytes[index])
+
+
+def fee_change(world: World, effective: int = T0 + 5) -> GovernanceEntry:
+    params = replace(world.state.market(BTC).params, taker_fee_ppm=RAISED_FEE)
+    return GovernanceEntry(SetMarketParams(params), Seconds(effective))
+
+
+def trace(state: State, data: BatchData, env: Env) -> list[tuple[bytes, int, int]]:
+    """Per transaction: the root after it, the BTC taker fee then in force, the fee account's balance."""
+    orders = BatchOrders(data.orders, env.preset)
+    out = []
+    for tx in data.txs:
+        process_tx(state, tx, orders, env)
+        out.append((state.root(), state.market(BTC).params.taker_fee_ppm, state.account(FEE_ACCOUNT).collateral))
+    return out
+
+
+def test_sequencer_and_verifier_switch_at_the_same_transaction() -> None:
+    """Two independent nodes (each from genesis, each with its own view of the base layer's queue)
+    apply the same batch: both run the old fee up to the ApplyGovernance and the new one after."""
+    sequencer, verifier = World(), World()
+    entry = fee_change(sequencer)
+    sequencer.b.bridge.governance_entries.append(entry)
+    b = sequencer.b
+    b.match("dave", "carol", BTC, maker_buys=False, price=BTC_PRICE, lots=100)
+    b.txs.append(ApplyGovernance(0))
+    b.match("dave", "carol", BTC, maker_buys=False, price=BTC_PRICE, lots=100)
+    data = b.data()
+    fees_before = sequencer.state.account(FEE_ACCOUNT).collateral
+    seq_trace = trace(sequencer.state, data, sequencer.b.env(sequencer.now))
+    ver_trace = trace(verifier.state, data, Env(verifier.genesis.preset, Seconds(verifier.now),
+                                                 EncodedBridge(sequencer.b.bridge)))
+    assert seq_trace == ver_trace
+    assert [fee for _, fee, _ in seq_trace] == [BTC_USD.taker_fee_ppm, RAISED_FEE, RAISED_FEE]
+    # the fee account took 5 bp from the first taker and 20 bp from the second (makers 1 bp)
+    notional = 100 * BTC_PRICE * 10
+    fees = [fees_before] + [x[2] for x in seq_trace]
+    assert [after - before for before, after in zip(fees, fees[1:], strict=False)] == [
+        notional * (BTC_USD.taker_fee_ppm + 100) // 1_000_000, 0, notional * (RAISED_FEE + 100) // 1_000_000]
+    assert sequencer.state.globals().governance_applied == 1
+
+
+def test_a_change_applied_before_its_effective_time_is_rejected(world: World) -> None:
+    world.b.bridge.governance_entries.append(fee_change(world, effective=world.now + 1))
+    world.b.txs.append(ApplyGovernance(0))
+    root = world.state.root()
+    with pytest.raises(errors.GovernanceNotEffective):
+        world.apply()
+    assert world.state.root() == root
+    world.now += 1  # at its effective time it applies
+    world.apply()
+    assert world.state.market(BTC).params.taker_fee_ppm == RAISED_FEE
+
+
+@pytest.mark.parametrize("index,entries", [(1, 2), (0, 0)], ids=["not-next", "not-announced"])
+def test_apply_governance_takes_the_next_announced_entry(world: World, index: int, entries: int) -> None:
+    world.b.bridge.governance_entries.extend([fee_change(world)] * entries)
+    world.b.txs.append(ApplyGovernance(index))
+    with pytest.raises(errors.BadQueueIndex):
+        world.apply()
+
+
+def test_a_change_the_state_cannot_take_is_consumed_as_rejected(world: World) -> None:
+    params = replace(world.state.market(BTC).params, atoms_per_lot_tick=20)
+    world.b.bridge.governance_entries.append(GovernanceEntry(SetMarketParams(params), Seconds(T0)))
+    before = world.state.market(BTC)
+    world.b.txs.append(ApplyGovernance(0))
+    world.apply()
+    assert world.state.market(BTC) == before and world.state.globals().governance_applied == 1
+
+
+def test_new_oracle_signers_take_over_at_the_change(world: World) -> None:
+    keys = world.keys
+    signers = (keys.addr(ORACLE_NAMES[2]), keys.addr("oracle-new"))
+    world.b.bridge.governance_entries.append(GovernanceEntry(SetOracleSigners(signers, 2), Seconds(T0)))
+    world.b.txs.append(ApplyGovernance(0))
+    world.apply()
+    world.b.reset()
+    world.b.oracle(BTC, BTC_PRICE, T0 + 5)  # by oracle-0 and oracle-1: no longer registered
+    with pytest.raises(errors.OracleQuorum):
+        world.apply()
+    world.b.reset()
+    world.b.oracle(BTC, BTC_PRICE, T0 + 5, signers=(ORACLE_NAMES[2], "oracle-new"))
+    world.apply()
+    assert world.state.market(BTC).oracle_time == T0 + 5
+
+
+@pytest.mark.parametrize(
+    "change",
+    [SetMarketParams(replace(BTC_USD, taker_fee_ppm=RAISED_FEE)), SetMarketParams(replace(BTC_USD, market_id=2)),
+     SetMarketParams(replace(BTC_USD, market_id=3)), SetOracleSigners((A, B), 1)],
+    ids=["params", "new-market", "gap", "oracle"],
+)
+def test_one_step_execution_equals_full_execution(world: World, change: SetMarketParams | SetOracleSigners) -> None:
+    world.b.bridge.governance_entries.append(GovernanceEntry(change, Seconds(T0)))
+    tx: Tx = ApplyGovernance(0)
+    env = world.b.env(world.now)
+    orders = BatchOrders((), env.preset)
+    pre = world.state.copy()
+    step = make_witness(pre, tx, orders, env)
+    assert step.error is None
+    post = execute_one_step(env.preset, world.state.root(), step.witness, tx, {}, world.b.bridge, Seconds(world.now))
+    apply_batch(world.state, BatchData((), (tx,)), env)
+    assert post == world.state.root()
+
+
+def test_collateral_is_untouched_by_governance(world: World) -> None:
+    total = sum(a.collateral for a in world.state.accounts().values())
+    world.b.bridge.governance_entries.append(fee_change(world))
+    world.b.txs.append(ApplyGovernance(0))
+    world.apply()
+    assert sum(a.collateral for a in world.state.accounts().values()) == total == 1_202_000 * USDC
