@@ -1,0 +1,202 @@
+"""`rampart-harness`: the fault matrix, the local network (./start), and the players the harness
+runs as their own processes (the sequencer's stand-in defender, a dishonest challenger).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="Rampart's challenge-game harness: a local network with an injected fault, and the matrix.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _workdir(given: Path | None, prefix: str) -> Path:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        return given
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@app.command()
+def matrix(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    only: Annotated[list[str] | None, typer.Option(help="Run the scenarios whose name contains this (repeatable).")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Logs, databases and reports (default: a new temp dir).")] = None,
+    postgres: Annotated[str | None, typer.Option(help="Run every service on this PostgreSQL URL.")] = None,
+    picture: Annotated[Path | None, typer.Option(help="Where to write one game's picture (HTML).")] = None,
+) -> None:
+    """Run every scenario on one network of real processes; exit 0 only if each ends as expected."""
+    from harness.lab import Lab
+    from harness.network import Network, Options
+    from harness.report import game_picture, table
+    from harness.scenarios import SCENARIOS, run_scenario
+
+    work = _workdir(workdir, "rampart-matrix-")
+    chosen = [s for s in SCENARIOS if not only or any(o.lower() in s.name.lower() for o in only)]
+    if not chosen:
+        err.print(f"no scenario matches {only}")
+        raise typer.Exit(2)
+    started = time.monotonic()
+    results = []
+    net = Network(Options(work, postgres=postgres or os.environ.get("RAMPART_DB"), faults=True, batch_interval=0.5))
+    _stop_on_signals()
+    try:
+        net.start()
+        lab = Lab(net)
+        try:
+            for s in chosen:
+                if not as_json:
+                    err.print(f"[bold]{s.name}[/] …")
+                r = run_scenario(lab, s)
+                results.append(r)
+                if not as_json:
+                    err.print(f"  {'[green]ok[/]' if r.ok else '[red]FAIL[/]'} winner {r.winner}, detected by "
+                              f"{r.detected_by}, {r.moves} moves, {r.seconds} s {r.error or ''}")
+            shown = _picture(lab, results, picture or work / "game.html", game_picture)
+        finally:
+            lab.close()
+    finally:
+        net.stop()
+    total = round(time.monotonic() - started, 1)
+    full = work / "matrix-full.json"
+    full.write_text(json.dumps({"seconds": total, "scenarios": [r.full() for r in results]}, indent=2, default=str))
+    ok = bool(results) and all(r.ok for r in results)
+    if as_json:
+        print(json.dumps({"scenarios": [r.contract() for r in results], "ok": ok, "seconds": total,
+                          "details": str(full), "picture": shown}))
+    else:
+        table(results, out)
+        out.print(f"{total} s; details in {full}; a game's picture in {shown}; logs in {work}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _picture(lab: object, results: list, path: Path, render: object) -> str | None:
+    """Each scenario's decisive game drawn in games/; `path` gets the one with the most moves."""
+    from harness.lab import Lab
+
+    assert isinstance(lab, Lab)
+    drawn: list[tuple[int, str]] = []
+    folder = path.parent / "games"
+    for i, r in enumerate(results):
+        if r.batch_id is None:
+            continue
+        games = lab.obs.games_on(r.batch_id)
+        game = next((g for g in games if g.step is not None), games[0] if games else None)
+        if game is None:
+            continue
+        names = {int(r.step["index"]): r.step["tx"]} if r.step else {}
+        page = render(game, lab.obs.block_time, f"{r.name}: {r.what or ''}", names)  # type: ignore[operator]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i + 1:02d}.html").write_text(page)
+        drawn.append((r.moves, page))
+    if not drawn:
+        return None
+    path.write_text(max(drawn, key=lambda d: d[0])[1])
+    return str(path)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the matrix's scenarios."""
+    from harness.scenarios import SCENARIOS
+
+    for s in SCENARIOS:
+        out.print(f"{s.name}  [dim](expected winner: {s.expected})[/]")
+
+
+@app.command()
+def up(
+    postgres: Annotated[str | None, typer.Option(help="PostgreSQL URL (env RAMPART_DB); default SQLite files.")] = None,
+    exit_after_demo: Annotated[bool, typer.Option("--exit-after-demo", "--demo-only",
+                                                  help="Run the demo to its end, stop everything, exit.")] = False,
+    workdir: Annotated[Path | None, typer.Option(help="Databases and logs (default: a new temp dir).")] = None,
+) -> None:
+    """The local network (./start): base layer, oracle feeder, sequencer, two verifiers, a demo."""
+    from harness.demo import run
+
+    raise typer.Exit(run(postgres or os.environ.get("RAMPART_DB") or None, exit_after_demo, workdir))
+
+
+@app.command(hidden=True)
+def defend(
+    l1: Annotated[str, typer.Option()],
+    db: Annotated[str, typer.Option()],
+    db_schema: Annotated[str | None, typer.Option()] = None,
+    fault_log: Annotated[Path | None, typer.Option()] = None,
+    lies_only: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """The sequencer's stand-in defender (until the sequencer plays its own games)."""
+    from harness.sides import StandIn
+
+    _logging()
+    stop = _stop_on_signals()
+    side = StandIn(l1, db, db_schema, fault_log, lies_only, Path(tempfile.gettempdir()))
+    try:
+        side.run(stop.is_set)
+    finally:
+        side.close()
+
+
+@app.command(hidden=True)
+def liar(
+    l1: Annotated[str, typer.Option()],
+    db: Annotated[str, typer.Option()],
+    key: Annotated[str, typer.Option()],
+    batch_id: Annotated[int, typer.Option()],
+    lie_at: Annotated[int, typer.Option()] = 0,
+    db_schema: Annotated[str | None, typer.Option()] = None,
+    workdir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """A dishonest challenger: challenges one batch with a view wrong after one transaction."""
+    from harness.sides import Liar
+
+    _logging()
+    _stop_on_signals()
+    side = Liar(l1, bytes.fromhex(key.removeprefix("0x")), db, db_schema, workdir or Path(tempfile.gettempdir()), lie_at)
+    try:
+        print(json.dumps(side.challenge(batch_id)), flush=True)
+    finally:
+        side.close()
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("rampart").setLevel(logging.INFO)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread (finally blocks stop what we
+    started) and set the returned event for loops that poll it."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stop
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
