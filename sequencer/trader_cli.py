@@ -205,6 +205,16 @@ def escape(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     run(ctx, as_json, lambda o: _with(o, lambda t: t.escape(), False), show)
 
 
+@app.command("governance")
+def governance_changes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Time-locked changes announced on the base layer: what changes, when, and whether applied."""
+    def render(result: dict[str, Any]) -> None:
+        show([{"index": c["index"], "kind": c["decoded"]["kind"], "effective": c["effective_time"],
+               "status": c["status"], "change": {k: v for k, v in c["decoded"].items() if k != "kind"}}
+              for c in result["changes"]])
+    run(ctx, as_json, lambda o: _with(o, lambda t: t.governance(), False), render)
+
+
 # --- sequencer --------------------------------------------------------------------------------
 
 

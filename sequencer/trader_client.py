@@ -386,6 +386,10 @@ class Trader:
             index -= 1
         return None
 
+    def governance(self) -> dict[str, Any]:
+        """Announced governance changes with their effective time and status (announced, effective, applied)."""
+        return _l1(self.l1.governance_changes)
+
     # --- the escape hatch ---
 
     def escape_status(self) -> dict[str, Any]:

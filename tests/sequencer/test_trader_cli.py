@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from trader_net import BTC, PRICE, USDC, Net, db_fixture, net_fixture, wait_for  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
+from contracts_spec.types import SetMarketParams
+from l1_mock.client import L1Client
 from sequencer.scenario import Keys
 from sequencer.trader_cli import app
 
@@ -120,6 +123,17 @@ def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
     cli.refused("freeze_refused", "freeze", key="bob")
     cli.refused("not_frozen", "escape", key="bob")
     assert cli.ok("force-withdraw", "1", key="bob") == {"forcedIndex": 0, "amount": USDC}
+
+    # a time-locked governance change is visible to every trader as soon as it is announced
+    assert cli.ok("governance", key="bob")["changes"] == []
+    params = replace(net.genesis.markets[BTC], taker_fee_ppm=600)
+    with L1Client(net.l1_url, Keys()["governance"]) as gov:
+        announced = gov.announce_governance(SetMarketParams(params))
+    (change,) = cli.ok("governance", key="bob")["changes"]
+    assert change["status"] == "announced" and change["effective_time"] == announced["effective_time"]
+    assert change["decoded"]["params"]["taker_fee_ppm"] == 600
+    text = cli.raw("governance", key="bob")
+    assert text.exit_code == 0 and "market_params" in text.stdout
 
 
 def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
