@@ -4,7 +4,7 @@
 Risk checks on, spec transactions emitted. Requests are built before the clock starts, as
 intake would hand them over (orders unsigned: signatures belong to intake, never to the
 matching loop; ids are unique 32-byte values), then frozen out of the garbage collector
-(gc.freeze): ~300,000 pre-built request objects stand in for a network buffer a service would
+(gc.freeze): ~700,000 pre-built request objects stand in for a network buffer a service would
 never hold, and the floor's own input (dicts of plain values) is untracked by the collector
 anyway. The emitted transactions are handed over every DRAIN operations, as a batcher takes
 them. The timed loop covers every operation, deposits and oracle updates (with their
@@ -23,6 +23,7 @@ import json
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from contracts_spec.params import BTC_USD, ETH_USD
@@ -73,7 +74,9 @@ def prepare(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def run(calls: list[tuple[Any, ...]]) -> tuple[int, int, float, Engine]:
     """Replay the calls; the output is handed over every DRAIN calls, as a batcher would take it."""
     engine = Engine(MARKETS)
-    bound = {"place": engine.place, "cancel": engine.cancel, "deposit": engine.deposit, "oracle": engine.set_oracle}
+    bound: dict[str, Callable[..., Any]] = {
+        "place": engine.place, "cancel": engine.cancel, "deposit": engine.deposit, "oracle": engine.set_oracle,
+    }
     work = [(bound[c[0]], c[1:]) for c in calls]
     n = sum(1 for c in calls if c[0] in ("place", "cancel"))
     fills = 0

@@ -28,11 +28,14 @@ from contracts_spec.types import (
     FundingTick,
     Genesis,
     Liquidate,
+    Lots,
     Market,
     MarketParams,
     OraclePrice,
     OracleReport,
+    Seconds,
     SignedOrder,
+    Ticks,
     TimeInForce,
 )
 from sequencer.engine import liquidation
@@ -280,7 +283,7 @@ class Engine:
         """
         acct = self.risk.accounts.get(account)
         old = acct.orders.get(old_id) if acct is not None else None
-        if old is None:
+        if acct is None or old is None:
             return Reject.UNKNOWN_ORDER
         new = signed.order
         if new.account != account or (tx is not None and (tx.account != account or tx.order_id != old_id)):
@@ -373,7 +376,7 @@ class Engine:
         if mkt.max_move and mkt.oracle and abs(price - mkt.oracle) * PPM > mkt.max_move * mkt.oracle:
             return Reject.ORACLE_MOVE_TOO_LARGE
         mkt.set_oracle(price, time)
-        self.risk.out.append(OraclePrice(market, time, tuple(reports)))
+        self.risk.out.append(OraclePrice(market, Seconds(time), tuple(reports)))
         self._liquidate(liquidation.scan(self.risk, mkt), time)
         return None
 
@@ -440,7 +443,7 @@ class Engine:
                     if not mkt.is_fresh(now):
                         continue
                     lots = abs(pos.lots)
-                    risk.out.append(Liquidate(acct.address, mid, lots, mkt.oracle))
+                    risk.out.append(Liquidate(acct.address, mid, Lots(lots), Ticks(mkt.oracle)))
                     risk.apply_liquidation(pos, lots, mkt.oracle)
                 done += 1
                 risk.touch(acct)

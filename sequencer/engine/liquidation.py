@@ -60,8 +60,8 @@ def scan(risk: Risk, mkt: MarketRisk) -> list[AccountRisk]:
         if version == pos.box_ver:
             crossed.append(pos.acct)
     for acct in risk.critical:
-        pos = acct.positions.get(mkt.id)
-        if pos is not None and pos.lots:
+        held = acct.positions.get(mkt.id)
+        if held is not None and held.lots:
             crossed.append(acct)
     for acct in crossed:
         if acct in seen:

@@ -110,8 +110,8 @@ class MarketRisk:
         self.fee_k = max(params.taker_fee_ppm, params.maker_fee_ppm) * self.k
         self.penalty = params.liquidation_penalty_ppm
         self.band = params.price_band_ppm
-        self.max_pos = params.max_position_lots
-        self.max_oi = params.max_open_interest_lots
+        self.max_pos: int = params.max_position_lots
+        self.max_oi: int = params.max_open_interest_lots
         self.staleness = params.oracle_staleness
         self.interval = params.funding_interval
         self.max_move = params.max_oracle_move_ppm
@@ -126,7 +126,7 @@ class MarketRisk:
         self.funding_index = 0
         self.loss_index = 0
         self.epoch = 0  # bumped whenever the funding or loss index moves: positions settle then
-        self.oi_room = self.max_oi  # <= max_oi - open interest; `open_interest` makes it exact
+        self.oi_room: int = self.max_oi  # <= max_oi - open interest; `open_interest` makes it exact
         self.premium_sum = 0
         self.premium_lots = 0
         self.last_funding_time = genesis_time
