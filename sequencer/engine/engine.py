@@ -480,6 +480,23 @@ class Engine:
             filled += want - order.remaining
         return filled
 
+    def resync(self, now: int) -> int:
+        """After the risk records were written from outside (a rollback onto the spec's state):
+        recount open interest, redraw every account's box at the current prices, and liquidate
+        whoever is now below maintenance. O(accounts): for rare events only.
+
+        A box proves an account's fills only while the oracle prices stay inside it, so any
+        outside change of prices, indices, collateral or positions must end with this.
+        """
+        risk = self.risk
+        for mkt in risk.markets.values():
+            risk.open_interest(mkt)
+        for acct in risk.accounts.values():
+            risk.touch(acct)
+        found = liquidation.drain(risk)
+        found += [acct for acct in liquidation.critical(risk) if acct not in found]
+        return self._liquidate(found, now)
+
     # --- views ------------------------------------------------------------------------------
 
     def market_record(self, market: int) -> Market:

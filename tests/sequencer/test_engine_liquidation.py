@@ -260,3 +260,18 @@ def test_emitted_liquidations_apply_in_a_long_random_run() -> None:
         m.check()
     assert count >= 3
     assert any(isinstance(tx, Trade) for tx in m.applied) or count
+
+
+def test_resync_after_outside_writes_redraws_every_box() -> None:
+    """A rollback writes records and prices directly: resync makes the boxes true again."""
+    m = world()
+    levered(m, "alice", "bob", 1_000)
+    risk = m.engine.risk
+    alice = risk.account(m.addr("alice"))
+    assert alice.slack >= 0
+    mkt = risk.markets[0]
+    mkt.set_oracle(P[0] - P[0] * 4 // 100, m.now + 1)  # as a rollback would, without a scan
+    assert alice.slack >= 0 and brute_force(risk) == [alice]  # the box no longer holds
+    m.now += 1
+    assert m.engine.resync(m.now) == 1
+    assert brute_force(risk) == [] and risk.fund.positions[0].lots == 1_000

@@ -153,3 +153,11 @@ def test_same_inputs_same_bytes(ops: list[tuple[Any, ...]]) -> None:
     run(second, ops)
     assert [encode_tx(tx) for tx in first.applied] == [encode_tx(tx) for tx in second.applied]
     assert first.state.root() == second.state.root()
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@given(st.lists(op(), min_size=300, max_size=600))
+def test_long_workloads(ops: list[tuple[Any, ...]]) -> None:
+    m = setup()
+    run(m, ops)
