@@ -146,10 +146,16 @@ def create_app(node: Any) -> FastAPI:
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
         core = svc.core
+        defender = node.defender
         return {"status": "halted" if node.batcher.halted else "ok", "halted": node.batcher.halted,
                 "time": core.now, "seq": core.seq, "durableSeq": core.durable_seq, "outputs": core.out_end,
                 "batched": node.batcher.next_out, "batches": len(core.batches),
-                "pendingPost": node.batcher.pending is not None, "journalFailed": core.failed is not None}
+                "pendingPost": node.batcher.pending is not None or bool(node.batcher.queued),
+                "journalFailed": core.failed is not None,
+                "rollingBack": node.batcher.rollback_to is not None, "rollbacks": len(core.rollbacks),
+                "lostBatches": len(core.lost_batches), "busted": len(core.busted),
+                "defending": defender is not None,
+                "games": dict(defender.results) if defender is not None else {}}
 
     @app.get("/metrics", tags=["service"])
     def metrics() -> Response:
@@ -209,6 +215,12 @@ def create_app(node: Any) -> FastAPI:
     @app.get("/v1/batches/{index}", tags=["batches"])
     def batch(index: int) -> dict[str, Any]:
         return svc.batch(index)  # type: ignore[no-any-return]
+
+    @app.get("/v1/rollbacks", tags=["batches"])
+    def rollbacks() -> list[dict[str, Any]]:
+        """Each rollback, newest first: the batches the base layer lost, the root the state went back
+        to, and every output the spec then rejected (busted fills in full)."""
+        return svc.rollbacks()  # type: ignore[no-any-return]
 
     # --- trading ---
 

@@ -8,11 +8,16 @@ exactly a funding tick's time (the spec sets last_funding_time to the batch time
 engine set it to the tick's). `apply_batch` is the last word: a batch it refuses is never
 posted; the refused outputs are dropped (busted) and the rest executed transaction by
 transaction with `process_tx`.
+
+The state keeps its undo log back to the first batch that is not final: `pre_state(i)` gives the
+defender any pending batch's pre-state, and `reapply(i)` rolls back to it when a batch is lost.
+`lock` guards the state between the event loop, the build thread and the defender's thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +108,14 @@ class Batcher:
         self.next_out = 0
         self.parent_time = int(core.genesis.genesis_time)
         self.pending: Built | None = None  # built, not yet known to be on the base layer
-        self.halted: str | None = None  # set when the base layer lost one of our batches (issue 6)
+        self.halted: str | None = None  # why posting stopped for good (nothing sets it today)
+        self.lock = threading.RLock()
+        self.marks: dict[int, int] = {}  # batch index -> undo mark before it (absolute: + undo_base)
+        self.undo_base = 0  # undo-log entries forgotten so far (below the first batch not final)
+        self.queued: list[Built] = []  # rebuilt by `reapply`, accepted, to be posted in order
+        self.rollback_to: int | None = None  # a batch index from which the base layer lost our batches
+        self.unrecovered: list[BatchRow] = []  # journal rows `recover` left for the rollback
+        self.ours: dict[int, int | None] = {}  # base-layer batch id -> our batch index (None: lost)
         from sequencer import faults  # dev-only fault injection (RAMPART_FAULT_FILE); a no-op unless set
 
         faults.install(self)  # refuses to start outside the dev preset
@@ -116,8 +128,11 @@ class Batcher:
         A batch built but never confirmed is checked against the base layer: there, it is
         posted; missing, it is forgotten and its outputs go into the next cut.
         """
-        for row in rows:
+        for pos, row in enumerate(rows):
             header = codec.decode_header(row.header)
+            if row.status == "invalid":  # lost on the base layer before a rollback finished
+                self._hold_back(rows[pos:])
+                break
             if row.status == "built":
                 if self._on_chain(header):
                     row = BatchRow(row.idx, row.first_out, row.end_out, row.dropped, row.header, "posted",
@@ -130,8 +145,18 @@ class Batcher:
                     break
             cut = Cut(row.first_out, row.end_out, header.time, set(row.dropped),
                       [self.core.output(n) for n in range(row.first_out, row.end_out)], self.core_orders())
-            built = self.build(cut, checked=True)
+            try:
+                built = self.build(cut, checked=True)
+            except InvalidTransaction:
+                if not self._is_lost(row):
+                    raise
+                self._hold_back(rows[pos:])  # it held a transaction the spec rejects, and was lost for it
+                break
             if built.info.header.post_root != header.post_root:
+                if self._is_lost(row):  # a wrong root the base layer already refuted: roll back from it
+                    self.discard(built)
+                    self._hold_back(rows[pos:])
+                    break
                 raise RuntimeError(f"replayed batch {row.idx} has root {built.info.header.post_root.hex()}, "
                                    f"the journal says {header.post_root.hex()}")
             built.info.header = header
@@ -139,6 +164,21 @@ class Batcher:
             built.info.l1_batch_id = row.l1_batch_id
             built.info.posted_time = row.posted_time
             self.accept(built)
+
+    def _is_lost(self, row: BatchRow) -> bool:
+        if self.client is None or row.l1_batch_id is None:
+            return False
+        return self.client.batch(row.l1_batch_id)["status"] in ("lost", "invalid")
+
+    def _hold_back(self, rows: list[BatchRow]) -> None:
+        """Rows from a lost batch on: not replayed; the rollback replaces them (built ones never
+        reached the base layer and are simply forgotten)."""
+        self.unrecovered = [r for r in rows if r.status != "built"]
+        self.rollback_to = rows[0].idx
+        for r in self.unrecovered:
+            if r.l1_batch_id is not None:
+                self.ours[r.l1_batch_id] = None
+        log.error("batch %d was lost on the base layer: rolling back from it", rows[0].idx)
 
     def _on_chain(self, header: BatchHeader) -> bool:
         if self.client is None:
@@ -160,10 +200,12 @@ class Batcher:
 
     # --- cutting (on the event loop) --------------------------------------------------------------
 
-    def cut(self, l1_now: int) -> Cut | None:
-        """The next batch's outputs and time, from the durable outputs not yet batched."""
+    def cut(self, l1_now: int, upto: int | None = None) -> Cut | None:
+        """The next batch's outputs and time, from the durable outputs not yet batched (or those
+        below `upto`: a rollback re-applies outputs whose records may still be committing).
+        Busted outputs are left out: a rollback reverted them in the engine for good."""
         core = self.core
-        start, end = self.next_out, min(core.out_durable, self.next_out + self.max_txs)
+        start, end = self.next_out, min(core.out_durable if upto is None else upto, self.next_out + self.max_txs)
         if end <= start:
             return None
         floor = max(self.parent_time, l1_now - self.preset.max_time_lag + _LAG_MARGIN)
@@ -171,9 +213,15 @@ class Batcher:
         oracle_time = {m: rec.oracle_time for m, rec in self.state.markets().items()}
         staleness = {m: p.oracle_staleness for m, p in core.markets.items()}
         orders = core.orders
+        busted = core.busted
         dropped: set[int] = set()
+        kept = 0
         n = start
         while n < end:
+            if n in busted:
+                dropped.add(n)
+                n += 1
+                continue
             o = core.output(n)
             kind = type(o)
             low, high = 0, _NEVER
@@ -189,7 +237,7 @@ class Batcher:
                 low = high = core.out_times[n - core.out_base]
             new_lo, new_hi = max(lo, low), min(hi, high)
             if new_lo > new_hi:
-                if n == start + len(dropped):  # nothing fits before it: it can never be posted
+                if kept == 0:  # nothing fits before it: it can never be posted
                     log.error("output %d (%s) fits no batch time in [%d, %d]: dropped", n, kind.__name__, lo, hi)
                     dropped.add(n)
                     n += 1
@@ -199,6 +247,7 @@ class Batcher:
             lo, hi = new_lo, new_hi
             if kind is OraclePrice:
                 oracle_time[o.market] = o.time
+            kept += 1
             n += 1
         if end <= start:
             return None
@@ -208,6 +257,10 @@ class Batcher:
 
     def build(self, cut: Cut, checked: bool = False) -> Built:
         """Execute the cut on the state with the spec; the header and the data to post."""
+        with self.lock:
+            return self._build(cut, checked)
+
+    def _build(self, cut: Cut, checked: bool) -> Built:
         started = time.perf_counter()
         index = len(self.core.batches)
         body, numbers, signers, ids = self._body(cut, cut.dropped)
@@ -293,7 +346,8 @@ class Batcher:
 
     def discard(self, built: Built) -> None:
         """Forget a built batch that will not be posted: the state goes back to before it."""
-        self.state.rollback_to(built.mark)
+        with self.lock:
+            self.state.rollback_to(built.mark)
 
     # --- accepting and posting ---------------------------------------------------------------------
 
@@ -305,10 +359,86 @@ class Batcher:
             w = core.withdrawals[n]
             w.leaf_index = leaf
             w.batch = info.index
-        core.batches.append(info)
-        self.next_out = info.end_out
-        self.parent_time = info.header.time
-        self.state.checkpoint()
+        with self.lock:
+            core.batches.append(info)
+            self.marks[info.index] = built.mark + self.undo_base
+            if info.l1_batch_id is not None:
+                self.ours[info.l1_batch_id] = info.index
+            self.next_out = info.end_out
+            self.parent_time = info.header.time
+        if info.status == "final":
+            self.trim()
+
+    def trim(self) -> None:
+        """Forget the undo log below the first batch that is not final: no rollback and no game
+        reaches below it. Only between builds (a built batch's mark is relative to the log)."""
+        if self.pending is not None or self.queued:
+            return
+        with self.lock:
+            batches = self.core.batches
+            first = len(batches)
+            for index in sorted(self.marks):
+                if index < len(batches) and batches[index].status != "final":
+                    first = index
+                    break
+            cut = self.marks[first] - self.undo_base if first < len(batches) else len(self.state.undo)
+            if cut > 0:
+                del self.state.undo[:cut]
+                self.undo_base += cut
+            for index in [i for i in self.marks if i < first]:
+                del self.marks[index]
+
+    def pre_state(self, index: int) -> State:
+        """A copy of the state before batch `index` (one not final), from the head and the undo log.
+        The lock is held only to copy the records; the tree is rebuilt outside it."""
+        with self.lock:
+            if not 0 <= index < len(self.core.batches) or index not in self.marks:
+                raise KeyError(f"no pre-state kept for batch {index}")
+            mark = self.marks[index] - self.undo_base
+            records = dict(self.state.records)
+            undo = self.state.undo[mark:]
+        pre = State()
+        pre.records, pre.dirty, pre.undo = records, set(records), undo
+        pre.rollback_to(0)
+        pre.root()
+        pre.undo = []
+        return pre
+
+    def reapply(self, index: int, l1_now: int, upto: int) -> tuple[list[Built], list[BatchInfo]]:
+        """Roll the state back to before batch `index` and rebuild every batch from there over the
+        outputs below `upto`, at base-layer time `l1_now`. Outputs the spec now rejects are dropped
+        (`Built.info.dropped`). Returns the rebuilt batches, accepted with status "built" and queued
+        to be posted in order, and the batches they replace. Call it with no build in flight and
+        `pending` discarded."""
+        core = self.core
+        with self.lock:
+            replaced = core.batches[index:]
+            if replaced:
+                self.state.rollback_to(self.marks[index] - self.undo_base)
+                self.next_out = replaced[0].first_out
+            elif self.unrecovered and self.unrecovered[0].idx == index:
+                self.next_out = self.unrecovered[0].first_out  # recover stopped here: the state is its pre-state
+            del core.batches[index:]
+            for i in [i for i in self.marks if i >= index]:
+                del self.marks[i]
+            for b in replaced:
+                if b.l1_batch_id is not None:
+                    self.ours[b.l1_batch_id] = None
+            self.parent_time = core.batches[-1].header.time if core.batches else int(core.genesis.genesis_time)
+            for w in core.withdrawals.values():
+                if w.batch is not None and w.batch >= index:
+                    w.leaf_index = w.batch = None
+            self.queued = []
+            rebuilt: list[Built] = []
+            while True:
+                cut = self.cut(l1_now, upto)
+                if cut is None:
+                    break
+                built = self._build(cut, False)
+                self.accept(built)
+                rebuilt.append(built)
+            self.queued = list(rebuilt)
+        return rebuilt, replaced
 
     def save(self, info: BatchInfo) -> None:
         if self.journal is not None:

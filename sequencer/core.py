@@ -11,6 +11,7 @@ here with the spec's own rules. Runs on one thread (the event loop); no locks.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from contracts_spec.types import (
 )
 from sequencer.engine import Engine, Fill, Reject, Stp
 from sequencer.journal import Journal, JournalFailed
+from sequencer.rollback import Corrections, apply_corrections, decode_corrections, encode_corrections
 
 
 class Kind(IntEnum):
@@ -56,6 +58,7 @@ class Kind(IntEnum):
     FORCED = 7
     ORACLE = 8
     TICK = 9
+    ROLLBACK = 10  # the batcher re-applied outputs after a lost batch: busted outputs, engine corrections
 
 
 class Life(IntEnum):
@@ -85,8 +88,9 @@ class OrderInfo:
     signed: SignedOrder
     seq: int
     time: int
-    filled: int = 0
+    filled: int = 0  # lots of fills not busted
     cancelled_by: str = ""  # "user", "cancel_all", "replace" when the user ended it
+    busted: int = 0  # lots of its fills busted by a rollback (never re-booked)
 
 
 @dataclass(slots=True)
@@ -144,6 +148,15 @@ class Outcome:
     extra: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackInfo:
+    """One ROLLBACK record, as the API shows it."""
+
+    seq: int
+    time: int
+    corrections: Corrections
+
+
 @dataclass
 class Published:
     """What becomes visible once its record is durable: feed messages, released in order."""
@@ -190,6 +203,9 @@ class Core:
         self.account_funding: dict[Address, list[tuple[int, int, int, int]]] = {}  # (time, market, lots, amount)
         self.oracle_reports: dict[int, OraclePrice] = {}
         self.batches: list[BatchInfo] = []
+        self.lost_batches: list[BatchInfo] = []  # lost on the base layer, replaced by a rollback
+        self.busted: set[int] = set()  # outputs the spec rejected when re-applied: never posted
+        self.rollbacks: list[RollbackInfo] = []
         self.touched_levels: set[tuple[int, bool, int]] = set()  # (market, is_buy, price) since last release
         self.counters = {"orders": 0, "rejects": 0, "fills": 0}
         self._last_forced: tuple[Address, int, bool] = (b"", 0, False)
@@ -432,6 +448,42 @@ class Core:
         self.engine.liquidations(now)
         return None, None
 
+    def _rollback(self, now: int, pub: Published, c: Corrections) -> tuple[Reject | None, Any]:
+        """The batcher's re-application after a lost batch: the base layer's bridge entries, the
+        engine back on the spec's records, and every newly busted output reported."""
+        for index, account, amount in c.deposits:
+            t = self.deposits[index][3]
+            self.deposits[index] = (index, account, amount, t)
+        for index, account, amount in c.forced:
+            self.forced_entries[index] = ForcedEntry(account, Atoms(amount))
+        apply_corrections(self.engine, c, self.withdraw_nonce)
+        for n in c.busted:
+            if n in self.busted:
+                continue
+            self.busted.add(n)
+            fill = self.fill_at(n)
+            if fill is not None:
+                for oid in (fill.maker, fill.taker):
+                    info = self.orders[oid]
+                    info.filled -= fill.lots
+                    info.busted += fill.lots
+                    pub.messages.append(("order", info))
+                pub.messages.append(("busted", fill))
+            w = self.withdrawals.get(n)
+            if w is not None:
+                w.leaf_index = w.batch = None
+                pub.messages.append(("withdrawal", w))
+        info = RollbackInfo(self.seq, now, c)
+        self.rollbacks.append(info)
+        pub.messages.append(("rollback", info))
+        return None, info
+
+    def fill_at(self, out: int) -> FillInfo | None:
+        """The fill that is output number `out`, if it is a fill."""
+        fills = self.fills
+        i = bisect.bisect_left(fills, out, key=lambda f: f.out)
+        return fills[i] if i < len(fills) and fills[i].out == out else None
+
     # --- outputs into read models ---------------------------------------------------------------
 
     def _absorb(self, outputs: list[Any], now: int, pub: Published) -> None:
@@ -503,6 +555,8 @@ class Core:
             return "open"
         if info.filled >= order.lots:
             return "filled"
+        if info.busted:
+            return "busted"  # it ended on fills a rollback busted
         if info.cancelled_by:
             return "cancelled"
         if order.expiry and self.now > order.expiry:
@@ -529,6 +583,8 @@ class Core:
         return None
 
     def life(self, out: int) -> Life:
+        if out in self.busted:
+            return Life.BUSTED
         b = self.batch_of(out)
         if b is None or b.status == "built":
             return Life.MATCHED
@@ -572,6 +628,7 @@ _HANDLERS: dict[Kind, Callable[..., tuple[Reject | None, Any]]] = {
     Kind.FORCED: lambda c, now, pub, *a: c._forced(now, pub, *a),
     Kind.ORACLE: lambda c, now, pub, *a: c._oracle(now, pub, *a),
     Kind.TICK: lambda c, now, pub, *a: c._tick(now, pub),
+    Kind.ROLLBACK: lambda c, now, pub, *a: c._rollback(now, pub, *a),
 }
 
 
@@ -608,6 +665,8 @@ def decode_args(kind: Kind, body: bytes) -> tuple[Any, ...]:
         return index, account, Atoms(amount)
     if kind == Kind.ORACLE:
         return codec.decode_tx(body[8:]), int.from_bytes(body[:8], "big")
+    if kind == Kind.ROLLBACK:
+        return (decode_corrections(body),)
     return ()
 
 
@@ -619,5 +678,6 @@ def tif_name(tif: int) -> str:
     return _TIF_NAMES[tif]
 
 
-__all__ = ["Core", "Kind", "Life", "OrderInfo", "FillInfo", "BatchInfo", "WithdrawalInfo", "Outcome",
-           "Deposit", "encode_place", "encode_queue", "encode_oracle", "encode_replace", "decode_args"]
+__all__ = ["Core", "Kind", "Life", "OrderInfo", "FillInfo", "BatchInfo", "WithdrawalInfo", "Outcome", "RollbackInfo",
+           "Deposit", "encode_place", "encode_queue", "encode_oracle", "encode_replace", "encode_corrections",
+           "decode_args"]

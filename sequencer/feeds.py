@@ -1,5 +1,6 @@
 """WebSocket feeds: book diffs with sequence numbers (snapshot on subscribe), trades, markets,
-per-account order updates, fills and withdrawals (after a signed subscription), batch status.
+per-account order updates, fills and withdrawals (after a signed subscription), batch status,
+and rollbacks: the lost batches, then each busted fill on its accounts' and market's channels.
 
 The core publishes only what is durable; each message is serialised once and put, without
 waiting, on every subscriber's bounded queue. A subscriber whose queue is full is dropped
@@ -125,6 +126,12 @@ class Hub:
             for account in (f.maker_account, f.taker_account):
                 self.publish(("account", account), {"type": "update", "channel": "account", "kind": "fill",
                                                     "data": svc.fill_view(f, account)})
+            self.publish(("trades", f.market), {"type": "update", "channel": "trades", "kind": "busted",
+                                               "market": self.core.markets[f.market].symbol,
+                                               "data": [svc.fill_view(f)]})
+        elif topic == "rollback":
+            self.publish(("batches",), {"type": "update", "channel": "batches", "kind": "rollback",
+                                        "data": svc.rollback_view(payload)})
 
     def publish_levels(self) -> None:
         core = self.core

@@ -60,6 +60,23 @@ batches = Table(
     Column("posted_time", BigInteger, nullable=True),
 )
 
+# Batches the base layer lost (a game won against them, or an ancestor lost): moved here from
+# `batches` by a rollback, whose re-posted batches then take their indices.
+lost_batches = Table(
+    "lost_batches",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("rollback", BigInteger, nullable=False),  # the journal seq of the ROLLBACK record (0: not yet)
+    Column("idx", BigInteger, nullable=False),
+    Column("first_out", BigInteger, nullable=False),
+    Column("end_out", BigInteger, nullable=False),
+    Column("dropped", Text, nullable=False, default=""),
+    Column("header", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("l1_batch_id", BigInteger, nullable=True),
+    Column("posted_time", BigInteger, nullable=True),
+)
+
 meta = Table(
     "meta",
     metadata,
@@ -197,6 +214,28 @@ class Journal:
     def delete_batches_from(self, idx: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(batches.delete().where(batches.c.idx >= idx))
+
+    def replace_batches_from(self, idx: int, lost: list[BatchRow], rows: list[BatchRow], rollback: int) -> None:
+        """One transaction: rows from `idx` on leave `batches`, those in `lost` (the ones the base
+        layer lost) are kept in `lost_batches`, and `rows` (the rebuilt batches) take their place."""
+        with self.engine.begin() as conn:
+            conn.execute(batches.delete().where(batches.c.idx >= idx))
+            for row in lost:
+                conn.execute(lost_batches.insert().values(
+                    rollback=rollback, idx=row.idx, first_out=row.first_out, end_out=row.end_out,
+                    dropped=",".join(map(str, row.dropped)), header=row.header, status=row.status,
+                    l1_batch_id=row.l1_batch_id, posted_time=row.posted_time))
+            for row in rows:
+                conn.execute(batches.insert().values(
+                    idx=row.idx, first_out=row.first_out, end_out=row.end_out, dropped=",".join(map(str, row.dropped)),
+                    header=row.header, status=row.status, l1_batch_id=row.l1_batch_id, posted_time=row.posted_time))
+
+    def lost(self) -> list[tuple[int, BatchRow]]:
+        """(rollback seq, row) of every lost batch, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(lost_batches).order_by(lost_batches.c.id)).all()
+        return [(r.rollback, BatchRow(r.idx, r.first_out, r.end_out, tuple(int(x) for x in r.dropped.split(",") if x),
+                                      bytes(r.header), r.status, r.l1_batch_id, r.posted_time)) for r in rows]
 
     # --- appending (hot path) ---
 

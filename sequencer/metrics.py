@@ -26,6 +26,10 @@ class Metrics:
         self.ws_dropped = Counter("rampart_ws_dropped", "WebSocket clients dropped for falling behind", registry=r)
         self.dropped_txs = Counter("rampart_batch_dropped_txs", "Engine outputs the spec refused (never posted)",
                                    registry=r)
+        self.rollbacks = Counter("rampart_rollbacks", "Re-applications after a lost batch or a refused output",
+                                 registry=r)
+        self.busted = Counter("rampart_busted_outputs", "Outputs a rollback busted (fills, withdrawals, ...)",
+                              registry=r)
 
         self._seen: dict[str, int] = {}
 

@@ -1,5 +1,6 @@
 """One sequencer, assembled: settings -> base-layer client -> genesis -> journal -> replay ->
-batcher recovery -> service, feeds, oracle intake, metrics -> the app with its background loops.
+batcher recovery -> service, feeds, oracle intake, metrics, the defender of its batches -> the
+app with its background loops.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from contracts_spec import codec
 from contracts_spec.crypto import address_of_private_key
 from contracts_spec.params import genesis_from_json, genesis_to_json
 from contracts_spec.types import Genesis
 from l1_mock.client import L1Client, L1Error
 from sequencer.batcher import Batcher
-from sequencer.core import Core
+from sequencer.core import BatchInfo, Core
+from sequencer.defender import Defender
 from sequencer.feeds import Hub
 from sequencer.follower import Follower
 from sequencer.intake import Verifier
@@ -69,12 +72,21 @@ class Node:
         self.batcher = Batcher(self.core, self.journal, self.client, settings.batch_max_txs, self.metrics,
                                post=settings.post_batches)
         self.batcher.recover(self.journal.batches())
+        for _, row in self.journal.lost():
+            self.core.lost_batches.append(BatchInfo(row.idx, row.first_out, row.end_out, frozenset(row.dropped),
+                                                    codec.decode_header(row.header), "invalid", row.l1_batch_id,
+                                                    row.posted_time))
+            if row.l1_batch_id is not None:
+                self.batcher.ours.setdefault(row.l1_batch_id, None)  # its games are ours to resolve
         self.service = Service(self.core, settings, Verifier(settings.verify_workers))
         self.service.metrics = self.metrics
         self.hub = Hub(self.service)
         self.oracle = OracleIntake(self.service)
+        # The shared dispute player in the sequencer's seat, its progress next to the journal
+        self.defender = Defender(self.batcher, self.client, settings.db, settings.db_schema, settings.follow_interval) \
+            if settings.defend and settings.post_batches else None
         self.follower = Follower(self.core, self.batcher, self.client, settings, self.metrics,
-                                 publish=self.hub.on_core, defender=None)
+                                 publish=self.hub.on_core, defender=self.defender)
         self.tasks: list[asyncio.Task[Any]] = []
 
     def stake(self) -> None:
@@ -108,6 +120,8 @@ class Node:
         self.hub.reset_books()
         self.tasks = [asyncio.create_task(self.follower.follow(), name="follow"),
                       asyncio.create_task(self.follower.batches(), name="batches")]
+        if self.defender is not None:
+            self.defender.start()
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -116,6 +130,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks = []
+        if self.defender is not None:
+            await asyncio.to_thread(self.defender.close)
         await asyncio.to_thread(self.journal.close)
         self.service.verifier.close()
         self.client.close()

@@ -21,6 +21,7 @@ from sequencer.core import (
     FillInfo,
     Kind,
     OrderInfo,
+    RollbackInfo,
     WithdrawalInfo,
     encode_place,
     encode_replace,
@@ -283,7 +284,7 @@ class Service:
                 "price": o.price, "lots": o.lots, "filled": info.filled, "remaining": self.core.remaining(info),
                 "tif": intake.TimeInForce(o.tif).name, "reduceOnly": o.reduce_only, "expiry": o.expiry,
                 "nonce": o.nonce, "clientId": o.client_id, "status": self.core.order_status(info),
-                "time": info.time}
+                "busted": info.busted, "time": info.time}
 
     def orders(self, account: Address, status: str | None, limit: int) -> list[dict[str, Any]]:
         ids = self.core.account_orders.get(account, [])
@@ -380,8 +381,9 @@ class Service:
     @property
     def withdrawal_leaves(self) -> list[bytes]:
         leaves = getattr(self, "_leaves", None)
-        if leaves is None:
-            leaves = self._leaves = []
+        if leaves is None or getattr(self, "_leaves_rollbacks", 0) != len(self.core.rollbacks):
+            leaves = self._leaves = []  # a rollback may have busted a withdrawal: leaf indices moved
+            self._leaves_rollbacks = len(self.core.rollbacks)
         core = self.core
         known = sorted((w.leaf_index, w) for w in core.withdrawals.values() if w.leaf_index is not None)
         while len(leaves) < len(known):
@@ -437,6 +439,20 @@ class Service:
                 "dataHash": hex0x(h.data_hash), "depositsConsumed": h.deposits_consumed,
                 "forcedConsumed": h.forced_consumed, "time": h.time, "postedTime": b.posted_time,
                 "outputs": [b.first_out, b.end_out], "dropped": sorted(b.dropped)}
+
+    def rollback_view(self, r: RollbackInfo) -> dict[str, Any]:
+        c = r.corrections
+        fills = [f for f in (self.core.fill_at(n) for n in c.busted) if f is not None]
+        lost = [b for b in self.core.lost_batches if b.l1_batch_id in c.lost]
+        return {"seq": r.seq, "time": r.time, "fromIndex": c.index, "validRoot": hex0x(c.valid_root),
+                "lost": [self.batch_view(b) for b in lost], "busted": list(c.busted),
+                "bustedFills": [self.fill_view(f) for f in fills],
+                "bustedWithdrawals": [n for n in c.busted if n in self.core.withdrawals],
+                "engineCorrections": c.engine_records,
+                "bridgeCorrections": len(c.deposits) + len(c.forced)}
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        return [self.rollback_view(r) for r in reversed(self.core.rollbacks)]
 
     def batches(self, after: int, limit: int) -> list[dict[str, Any]]:
         return [self.batch_view(b) for b in self.core.batches[max(0, after):][:limit]]

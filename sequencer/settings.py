@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     batch_max_txs: int = 4096  # never above the preset's max_batch_txs
     follow_interval: float = 0.5  # seconds between base-layer polls (time, deposits, statuses)
     post_batches: bool = True  # False: build and execute batches but never post (read-only replicas, tests)
-    auto_stake: bool = True  # dev: take native coin from the faucet and register if not registered
+    auto_stake: bool = True  # dev: take native coin from the faucet to register, and to top the stake up
+    defend: bool = True  # answer every dispute game against our batches (verifier.player in our seat)
 
     # intake limits
     max_body_bytes: int = 4 * 1024 * 1024
