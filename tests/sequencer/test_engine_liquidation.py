@@ -17,7 +17,6 @@ from contracts_spec.types import (
     Order,
     SignedOrder,
     TimeInForce,
-    Trade,
 )
 from sequencer.engine import Engine, Fill, Reject
 from sequencer.engine.liquidation import brute_force, scan
@@ -259,7 +258,6 @@ def test_emitted_liquidations_apply_in_a_long_random_run() -> None:
         assert brute_force(m.engine.risk) == []
         m.check()
     assert count >= 3
-    assert any(isinstance(tx, Trade) for tx in m.applied) or count
 
 
 def test_resync_after_outside_writes_redraws_every_box() -> None:
