@@ -83,6 +83,11 @@ class Follower:
         core = self.core
         batcher = self.batcher
         open_batches = [b for b in core.batches if b.status in ("posted", "challenged") and b.l1_batch_id is not None]
+        # A lost batch takes the valid chain's head below it: those of ours above the head (posted
+        # before this read) were lost or built on a lost one
+        head = int((await asyncio.to_thread(self.client.rollup))["head_index"])
+        fallen = [b for b in open_batches if b.index > head]
+        open_batches = [b for b in open_batches if b.index <= head] + fallen
         changed = []
         challenged = False
         for b in open_batches:
@@ -99,7 +104,7 @@ class Follower:
                     log.error("batch %d (base-layer batch %d) lost on the base layer: rolling back", b.index,
                               b.l1_batch_id)
                     self.wake.set()
-            if status in ("posted", "challenged"):
+            if status in ("posted", "challenged") and not fallen:
                 break  # finality goes in order: later batches cannot be final before this one
         for b in changed:
             if batcher.journal is not None and self._is_current(b):
@@ -218,13 +223,17 @@ class Follower:
         lost += [BatchInfo(r.idx, r.first_out, r.end_out, frozenset(r.dropped), codec.decode_header(r.header),
                            "invalid", r.l1_batch_id, r.posted_time) for r in unrecovered if r.status != "built"]
         lost = [b for b in lost if b.l1_batch_id is not None]  # built, never posted: nothing was lost
+        if batcher.journal is not None:
+            try:
+                await asyncio.to_thread(batcher.journal.replace_batches_from, index, [_row(b) for b in lost],
+                                        [_row(b.info) for b in rebuilt], outcome.seq)
+            except Exception as exc:  # the journal no longer says what was posted: stop posting
+                batcher.halted = f"rollback from batch {index} not recorded: {exc!r}"
+                raise
         core.lost_batches.extend(lost)
         batcher.unrecovered = []
         if batcher.rollback_to is not None and batcher.rollback_to >= index:
             batcher.rollback_to = None
-        if batcher.journal is not None:
-            await asyncio.to_thread(batcher.journal.replace_batches_from, index, [_row(b) for b in lost],
-                                    [_row(b.info) for b in rebuilt], outcome.seq)
         for b in lost:
             self.publish("batch", b)
         for b in rebuilt:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Engine,
+    Integer,
     LargeBinary,
     MetaData,
     SmallInteger,
@@ -65,7 +66,7 @@ batches = Table(
 lost_batches = Table(
     "lost_batches",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("rollback", BigInteger, nullable=False),  # the journal seq of the ROLLBACK record (0: not yet)
     Column("idx", BigInteger, nullable=False),
     Column("first_out", BigInteger, nullable=False),
