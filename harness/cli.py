@@ -56,7 +56,7 @@ def matrix(
     _stop_on_signals()
     try:
         net.start()
-        lab = Lab(net)
+        lab = Lab(net, liar=any(s.name.startswith(("dishonest", "honest and")) for s in chosen))
         try:
             for s in chosen:
                 if not as_json:
@@ -139,7 +139,7 @@ def defend(
     fault_log: Annotated[Path | None, typer.Option()] = None,
     lies_only: Annotated[bool, typer.Option()] = False,
 ) -> None:
-    """The sequencer's stand-in defender (until the sequencer plays its own games)."""
+    """The liar's defender: the sequencer's seat in games against the lies faults.py posted."""
     from harness.sides import StandIn
 
     _logging()
@@ -156,19 +156,18 @@ def liar(
     l1: Annotated[str, typer.Option()],
     db: Annotated[str, typer.Option()],
     key: Annotated[str, typer.Option()],
-    batch_id: Annotated[int, typer.Option()],
-    lie_at: Annotated[int, typer.Option()] = 0,
+    commands: Annotated[Path, typer.Option(help="JSON lines {batch_id, lie_at}: batches to challenge.")],
     db_schema: Annotated[str | None, typer.Option()] = None,
     workdir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
-    """A dishonest challenger: challenges one batch with a view wrong after one transaction."""
+    """A dishonest challenger: challenges the batches it is told to, with a view wrong after one transaction."""
     from harness.sides import Liar
 
     _logging()
-    _stop_on_signals()
-    side = Liar(l1, bytes.fromhex(key.removeprefix("0x")), db, db_schema, workdir or Path(tempfile.gettempdir()), lie_at)
+    stop = _stop_on_signals()
+    side = Liar(l1, bytes.fromhex(key.removeprefix("0x")), db, db_schema, workdir or Path(tempfile.gettempdir()))
     try:
-        print(json.dumps(side.challenge(batch_id)), flush=True)
+        side.serve(commands, stop.is_set)
     finally:
         side.close()
 

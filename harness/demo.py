@@ -144,8 +144,7 @@ def banner(net: Network) -> None:
     console.print(f"base layer       {net.l1_url}/docs   (rollup: {net.l1_url}/rollup)")
     for v in net.verifier_names():
         console.print(f"{v:<16} {net.status_command(v)}")
-    extra = " and the sequencer's stand-in defender" if net.defender_mode != "none" else ""
-    console.print(f"processes        base layer, oracle feeder, sequencer, {len(net.verifier_names())} verifiers{extra}: "
+    console.print(f"processes        base layer, oracle feeder, sequencer, {len(net.verifier_names())} verifiers: "
                   + ", ".join(f"{p.name} (pid {p.pid})" for p in net.procs.values()))
     console.print(f"logs, databases  {net.work}" + (f" (PostgreSQL schemas rampart_{net.run_id}_*)" if net.opts.postgres else ""))
     console.rule()

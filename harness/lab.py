@@ -117,7 +117,7 @@ class Background:
 
 
 class Lab:
-    def __init__(self, net: Network, background: bool = True) -> None:
+    def __init__(self, net: Network, background: bool = True, liar: bool = False) -> None:
         self.net = net
         assert net.genesis is not None
         self.preset = net.genesis.preset
@@ -131,6 +131,10 @@ class Lab:
         self.nonce = time.time_ns() // 1000
         self.bg = Background(net) if background else None
         self.quiet: list[Any] = [self.bg] if self.bg is not None else []  # traders paused for setups and checks
+        if liar:
+            from harness.scenarios import start_liar
+
+            start_liar(self)  # it follows the chain from now on, to challenge at once when told
         if self.bg is not None:
             net.fund(["bg-maker", "bg-taker"], 2_000_000 * 10**6)
             self.accounts |= {"bg-maker", "bg-taker"}
@@ -309,7 +313,8 @@ class Lab:
         result.bonds = self.bonds(games)
         result.invalidated = self.obs.invalidated_since(started)
         if games:
-            first = games[0]
+            honest = [g for g in games if self.name_of(g.challenger) != "liar"]
+            first = (honest or games)[0]
             result.detected_by = self.name_of(first.challenger)
             result.detection_seconds = round(first.opened_wall - b.posted_wall, 2) if b else None
         decisive = next((g for g in games if g.status == "challenger_won" and g.step is not None), None) \

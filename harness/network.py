@@ -1,14 +1,12 @@
 """A local Rampart network as real processes on 127.0.0.1: the base layer, the sequencer (with
 fault injection when asked: dev preset only), verifiers with funded keys, an oracle (the
-`rampart-oracle` feeder process, or the harness's own driver), and the sequencer's stand-in
-defender while the sequencer does not defend its batches itself. SQLite files in a work
+`rampart-oracle` feeder process, or the harness's own driver), and, with fault injection, the
+liar's defender (harness.sides.StandIn): the sequencer defends its own batches, not its lies. SQLite files in a work
 directory, or PostgreSQL schemas of one URL; `stop()` leaves no process and no schema behind.
 """
 
 from __future__ import annotations
 
-import inspect
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,17 +28,6 @@ USDC = 10**6
 NATIVE = 10**18
 BTC, ETH = 0, 1
 START_PRICES = {BTC: 600_000, ETH: 300_000}  # 60,000.0 and 3,000.00 USD in ticks
-
-
-def sequencer_defends() -> bool:
-    """Does the sequencer play its own side of dispute games? (Until it does, the harness runs a
-    stand-in with the sequencer's key: verifier.player.Player in the sequencer's seat.)"""
-    forced = os.environ.get("RAMPART_HARNESS_DEFENDER")
-    if forced in ("all", "lies", "none"):
-        return forced != "all"
-    import sequencer.node
-
-    return "defender=None" not in inspect.getsource(sequencer.node)
 
 
 @dataclass
@@ -160,10 +147,9 @@ class Network:
         for name in self.verifier_names():
             self.start_verifier(name)
         if self.opts.faults:
-            self.defender_mode = "lies" if sequencer_defends() else "all"
-        elif not sequencer_defends():
-            self.defender_mode = "all"
-        if self.defender_mode != "none":
+            # The sequencer defends its own batches; the lies it was told to post are not its
+            # batches, so a defender that knows them plays the liar's side
+            self.defender_mode = "lies"
             self.start_defender()
         if self.opts.oracle == "feeder":
             self.start_feeder(self.opts.start_prices)

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from contracts_spec import codec, eip712
 from harness.lab import Lab, Result
@@ -199,23 +200,36 @@ def s_wrong_fee(lab: Lab, r: Result) -> None:
 # --- the other side -----------------------------------------------------------------------------------
 
 
-def start_liar(lab: Lab, batch_id: int, lie_at: int) -> Proc:
+def liar(lab: Lab, batch_id: int, lie_at: int) -> Proc:
+    """Tell the dishonest challenger (one process, following the chain since the matrix began) to
+    challenge `batch_id` with a view wrong after transaction `lie_at`."""
     net = lab.net
-    key = net.keys["liar"]
-    if int(lab.l1.account(net.keys.addr("liar"))["native"]) < 2 * lab.preset.challenger_bond:
-        assert net.l1 is not None
-        net.l1.faucet(native=10 * lab.preset.challenger_bond, to=net.keys.addr("liar"))
-    proc = Proc("liar", [*console("rampart-harness"), "liar", "--l1", net.l1_url, *net.db(f"liar-{batch_id}"),
-                         "--key", key.hex(), "--batch-id", str(batch_id), "--lie-at", str(lie_at),
-                         "--workdir", str(net.work)], net.work / f"liar-{batch_id}.log")
-    net.procs[f"liar-{batch_id}"] = proc
-    return proc.start()
+    proc = net.procs.get("liar")
+    if proc is None or not proc.alive():
+        proc = start_liar(lab)
+    with (net.work / "liar-commands.jsonl").open("a") as f:
+        f.write(json.dumps({"batch_id": batch_id, "lie_at": lie_at}) + "\n")
+    return proc
 
 
-def liar_result(proc: Proc, bound: float = 180.0) -> dict:
+def start_liar(lab: Lab) -> Proc:
+    net = lab.net
+    assert net.l1 is not None
+    if int(lab.l1.account(net.keys.addr("liar"))["native"]) < 5 * lab.preset.challenger_bond:
+        net.l1.faucet(native=20 * lab.preset.challenger_bond, to=net.keys.addr("liar"))
+    proc = Proc("liar", [*console("rampart-harness"), "liar", "--l1", net.l1_url, *net.db("liar"),
+                         "--key", net.keys["liar"].hex(), "--commands", str(net.work / "liar-commands.jsonl"),
+                         "--workdir", str(net.work)], net.work / "liar.log")
+    net.procs["liar"] = proc
+    proc.start()
+    wait_for(lambda: "liar ready" in proc.tail(10**9) or not proc.alive(), "the dishonest challenger to start")
+    return proc
+
+
+def liar_result(proc: Proc, batch_id: int, bound: float = 180.0) -> dict:
     def done() -> dict | None:
-        for line in reversed(proc.tail(20_000).splitlines()):
-            if line.startswith('{"result"') or line.startswith('{"game_id"'):
+        for line in proc.tail(10**7).splitlines():
+            if line.startswith('{"game_id"') and json.loads(line)["batch_id"] == batch_id:
                 return dict(json.loads(line))
         if not proc.alive():
             raise RuntimeError(f"the liar exited: {proc.tail()}")
@@ -236,8 +250,8 @@ def s_dishonest_verifier(lab: Lab, r: Result) -> None:
     bid: int = wait_for(honest_batch, "an honest batch to challenge", 60, poll=0.1)
     b = lab.obs.batch(bid)
     assert b is not None
-    proc = start_liar(lab, bid, b.tx_count // 2)
-    outcome = liar_result(proc)
+    proc = liar(lab, bid, b.tx_count // 2)
+    outcome = liar_result(proc, bid)
     games = lab.await_games_over(bid)
     r.batch_id, r.index, r.tx_count = bid, b.index, b.tx_count
     r.games, r.bonds = lab.describe_games(games), lab.bonds(games)
@@ -281,15 +295,16 @@ def s_sequencer_silent(lab: Lab, r: Result) -> None:
 
 def s_honest_and_dishonest(lab: Lab, r: Result) -> None:
     lab.fund(["inflated-3"], 100)
-    liar: dict[str, Proc] = {}
+    joined: dict[str, Any] = {}
 
     def join(rec: dict) -> None:
-        liar["p"] = start_liar(lab, rec["batch_id"], 0)
+        joined["batch"] = rec["batch_id"]
+        joined["proc"] = liar(lab, rec["batch_id"], 0)
 
     lie(lab, r, "inflated_balance", {"account": "0x" + lab.net.address("inflated-3").hex()},
-        defend={"await_games": 3, "await_seconds": 45}, during=join)
-    if "p" in liar:
-        outcome = liar_result(liar["p"])
+        defend={"await_games": 3, "await_seconds": 45, "first": "0x" + lab.net.keys.addr("liar").hex()}, during=join)
+    if "proc" in joined:
+        outcome = liar_result(joined["proc"], joined["batch"])
         r.notes.append(f"the dishonest verifier (wrong after transaction 0) challenged the same batch: "
                        f"its game {outcome.get('game_id')} ended {outcome.get('result')}")
 

@@ -1,10 +1,11 @@
 """The players the harness adds to a network, each the shared dispute player
 (verifier.player.Player) with a verifier node (keyless, not challenging) for the true pre-state:
 
-- the sequencer's stand-in defender: defends every batch with the sequencer's key while the
-  sequencer does not play its own games (or only the lies it was told to tell, which the
-  sequencer's own defender cannot know); for a lie it plays the liar's trace (faults.LieTrace),
-  and it may stop answering or wait for several challengers, as the fault asks;
+- the liar's defender: plays, with the sequencer's key, the games against the lies the sequencer
+  was told to post (sequencer/faults.py), which the sequencer's own defender leaves alone (they
+  are not its batches); it plays the liar's trace (faults.LieTrace) and may stop answering or wait
+  for several challengers, as the fault asks. With `lies_only=False` it defends every batch (a
+  sequencer run without its own defender);
 - a dishonest challenger: challenges one batch with a view that is wrong after one transaction.
 """
 
@@ -56,10 +57,15 @@ class StandInPlayer(Player):
             silent = defend.get("silent_after")
             if silent is not None and info.game.moves >= int(silent):
                 return []  # the sequencer stops answering: its clock runs
+            first = defend.get("first")  # play this challenger's game to its end before the others
+            if first and info.game.challenger.hex() != str(first).lower().removeprefix("0x"):
+                if any("0x" + g.game.challenger.hex() == str(first).lower() and g.status == "open"
+                       for g in self.client.games(batch_id=info.batch_id)):
+                    return []
             wait = int(defend.get("await_games") or 0)
             first = self.first_seen.setdefault(info.batch_id, time.monotonic())
             if wait and time.monotonic() - first < float(defend.get("await_seconds", 30)):
-                if len(self.client.games(batch_id=info.batch_id, status="open")) < wait:
+                if len(self.client.games(batch_id=info.batch_id)) < wait:
                     return []
         return super()._play(info, now)
 
@@ -127,14 +133,16 @@ def credit_after(at: int, who: bytes, amount: int = 10**6) -> Callable[[int, Sta
 
 
 class Liar:
-    """A dishonest challenger: opens a game against one batch and plays a view of it that is wrong
-    after transaction `lie_at`; reports how its game ended."""
+    """A dishonest challenger that follows the chain all along (so it can challenge at once): each
+    line {"batch_id", "lie_at"} appended to its command file makes it open a game against that
+    batch and play a view of it wrong after transaction `lie_at`. It prints one JSON line per game
+    opened and one per game over."""
 
-    def __init__(self, l1_url: str, key: bytes, db: str, schema: str | None, work: Path, lie_at: int) -> None:
+    def __init__(self, l1_url: str, key: bytes, db: str, schema: str | None, work: Path) -> None:
         self.client = L1Client(l1_url, key, timeout=30)
         self.node = keyless_node(l1_url, db, schema, work)
-        self.lie_at = lie_at
-        self.player = Player(self.client, db, Seat.CHALLENGER, self.truth, schema=schema)
+        self.lie_at: dict[int, int] = {}
+        self.player = Player(self.client, db, Seat.CHALLENGER, self.truth, schema=schema, on_outcome=self.report)
 
     def close(self) -> None:
         self.player.close()
@@ -143,23 +151,38 @@ class Liar:
 
     def truth(self, batch_id: int) -> Truth:
         pre, header, body, env = self.node.pre_state(batch_id)
-        return Trace(pre, header, body, env, credit_after(self.lie_at, bytes(19) + b"\x02"))
+        return Trace(pre, header, body, env, credit_after(self.lie_at.get(batch_id, 0), bytes(19) + b"\x02"))
 
-    def challenge(self, batch_id: int, bound: float = 240.0) -> dict[str, Any]:
-        deadline = time.monotonic() + bound
-        while True:  # follow until the batch is known (its pre-state is what the lie starts from)
-            self.node.sync()
-            with self.node.sessions() as s:
-                from verifier.db import BatchRow
+    def report(self, outcome: Any) -> None:
+        print(json.dumps({"game_id": outcome.game_id, "batch_id": outcome.batch_id, "result": outcome.result.value,
+                          "credited": outcome.credited, "burnt": outcome.burnt}), flush=True)
 
-                row = s.get(BatchRow, batch_id)
-                if row is not None and row.verdict is not None:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch {batch_id} never verified")
-            time.sleep(0.1)
-        game_id = self.player.challenge(batch_id)
-        print(json.dumps({"opened": game_id, "batch_id": batch_id}), flush=True)
-        outcome = self.player.run_until_done(game_id, timeout=bound, poll=0.1)
-        return {"game_id": game_id, "batch_id": batch_id, "result": outcome.result.value,
-                "credited": outcome.credited, "burnt": outcome.burnt}
+    def verified(self, batch_id: int) -> bool:
+        from verifier.db import BatchRow
+
+        with self.node.sessions() as s:
+            row = s.get(BatchRow, batch_id)
+            return row is not None and row.verdict is not None
+
+    def serve(self, commands: Path, stop: Callable[[], bool], poll: float = 0.1) -> None:
+        done = 0
+        print("liar ready", flush=True)
+        while not stop():
+            busy = False
+            try:
+                busy = self.node.sync().busy
+                lines = commands.read_text().splitlines() if commands.exists() else []
+                for line in lines[done:]:
+                    order = json.loads(line)
+                    batch_id = int(order["batch_id"])
+                    if not self.verified(batch_id):
+                        break  # its pre-state is what the lie starts from: follow first
+                    self.lie_at[batch_id] = int(order.get("lie_at", 0))
+                    game_id = self.player.challenge(batch_id)
+                    print(json.dumps({"opened": game_id, "batch_id": batch_id}), flush=True)
+                    done += 1
+                busy = bool(self.player.tick()) or busy
+            except Exception:  # a race with a move, the base layer busy: next tick
+                log.exception("liar tick failed")
+            if not busy:
+                time.sleep(poll)

@@ -14,6 +14,7 @@ with the records the lie wrote, so a defender can rebuild the liar's trace (`Lie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -730,9 +731,10 @@ class Injector:
 
     def pre_state(self, built: Any) -> State:
         """The batch's pre-state, rebuilt from the batcher's state and its undo log (untouched)."""
-        state: State = self.batcher.state
-        pre = state.copy()
-        pre.undo = list(state.undo[built.mark:])
+        with getattr(self.batcher, "lock", contextlib.nullcontext()):  # the defender reads the state too
+            state: State = self.batcher.state
+            pre = state.copy()
+            pre.undo = list(state.undo[built.mark:])
         pre.rollback_to(0)
         return pre
 
