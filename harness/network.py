@@ -135,7 +135,7 @@ class Network:
             if not key_file.exists():
                 write_key(key_file, self.keys[name])
             self.l1.faucet(native=50 * preset.challenger_bond, to=self.keys.addr(name))
-        env = {}
+        env: dict[str, str | None] = {"RAMPART_FAULT_FILE": None}  # never inherited: only when asked
         if self.opts.faults:
             self.fault_file.write_text('{"faults": []}')
             env["RAMPART_FAULT_FILE"] = str(self.fault_file)
@@ -160,7 +160,7 @@ class Network:
         wait_for(lambda: all(self.market(m)["oraclePrice"] > 0 for m in self.opts.start_prices), "first oracle prices")
 
     def start_verifier(self, name: str) -> Proc:
-        env = {"RAMPART_VERIFIER_POLL_INTERVAL": str(self.opts.verifier_poll)}
+        env: dict[str, str | None] = {"RAMPART_VERIFIER_POLL_INTERVAL": str(self.opts.verifier_poll)}
         proc = self.procs.get(name) or Proc(name, [*self.verifier_cmd(name), "run"], self.work / f"{name}.log", env)
         self.procs[name] = proc
         mark = len(proc.tail(10**9))

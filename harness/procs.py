@@ -42,10 +42,11 @@ def wait_for(predicate: Callable[[], Any], what: str, bound: float = 60.0, poll:
 class Proc:
     """One service process in its own process group, with its output in `log`."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str | None] | None = None,
                  ready_url: str | None = None) -> None:
         self.name, self.argv, self.log, self.ready_url = name, argv, log, ready_url
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        merged: dict[str, str | None] = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {k: v for k, v in merged.items() if v is not None}  # None: not inherited
         self.popen: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

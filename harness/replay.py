@@ -15,8 +15,6 @@ from contracts_spec.types import ForcedWithdraw, Seconds, Withdraw
 from l1_mock.client import ClientBridge, L1Client
 from l1_mock.envelope import unhex
 
-RECHECK = 64  # how many of the newest replayed indices are compared with the chain on each sync
-
 
 class Replay:
     def __init__(self, client: L1Client) -> None:
@@ -34,12 +32,15 @@ class Replay:
     def sync(self) -> int:
         """Follow the valid chain to its head; returns its head index."""
         head = int(self.client.rollup()["head_index"])
-        for j in range(max(0, len(self.ids) - RECHECK), min(len(self.ids), head + 1)):
-            if int(self.client.canonical(j)["batch_id"]) != self.ids[j]:
-                self.rewind(j)
-                break
         if len(self.ids) > head + 1:
             self.rewind(head + 1)
+        # The valid chain below a valid batch is its ancestry: walk down to the newest index where
+        # ours is still the chain's, and replay from just above it
+        j = len(self.ids) - 1
+        while j >= 0 and int(self.client.canonical(j)["batch_id"]) != self.ids[j]:
+            j -= 1
+        if j < len(self.ids) - 1:
+            self.rewind(j + 1)
         self.mismatch = None
         while len(self.ids) <= head:
             if not self.apply(len(self.ids)):

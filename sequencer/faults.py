@@ -53,13 +53,16 @@ from contracts_spec.types import (
     FundingTick,
     Globals,
     Liquidate,
+    Lots,
     OraclePrice,
     Order,
     OrderStatus,
     Position,
+    Ppm,
     Root,
     Seconds,
     SignedOrder,
+    Ticks,
     TimeInForce,
     Trade,
     Tx,
@@ -347,12 +350,12 @@ def fault_liquidation_outside_band(ctx: Ctx) -> Lie:
     long = state.position(honest.account, honest.market).lots > 0
     off = m.params.price_band_ppm + 50_000
     price = m.oracle_price * (PPM - off) // PPM if long else m.oracle_price * (PPM + off) // PPM
-    tx = replace(honest, price=price)
+    tx = replace(honest, price=Ticks(price))
     body = replaced(ctx.body, at, tx)
 
     def unchecked(s: State) -> None:
         market = s.market(tx.market)
-        s.set_market(tx.market, replace(market, params=replace(market.params, price_band_ppm=PPM)))
+        s.set_market(tx.market, replace(market, params=replace(market.params, price_band_ppm=Ppm(PPM))))
         stf.process_liquidation(s, tx, BatchOrders(body.orders, ctx.env.preset), ctx.env)
         s.set_market(tx.market, replace(s.market(tx.market), params=market.params))
 
@@ -492,7 +495,7 @@ def fault_oracle_not_median(ctx: Ctx) -> Lie:
     wrong = max(prices) if max(prices) != median else median + 1
 
     def edit(s: State) -> None:
-        s.set_market(tx.market, replace(s.market(tx.market), oracle_price=wrong))
+        s.set_market(tx.market, replace(s.market(tx.market), oracle_price=Ticks(wrong)))
 
     return lie_after(ctx, ctx.body, at, edit, f"oracle price {wrong}, the median of {sorted(prices)} is {median}")
 
@@ -524,7 +527,7 @@ def fault_oracle_stale(ctx: Ctx) -> Lie:
     price = median_price([r.price for r in tx.reports])
 
     def unchecked(s: State) -> None:
-        s.set_market(tx.market, replace(s.market(tx.market), oracle_price=price, oracle_time=tx.time))
+        s.set_market(tx.market, replace(s.market(tx.market), oracle_price=Ticks(price), oracle_time=tx.time))
 
     from contracts_spec.errors import OracleNotMonotonic
 
@@ -539,8 +542,8 @@ def fault_forged_signature(ctx: Ctx) -> Lie:
     at = middle(ctx.body)
     price = walk(ctx, ctx.body, at).market(market).oracle_price
     nonce = int.from_bytes(secrets.token_bytes(6), "big")
-    forged = tuple(eip712.sign_order(ctx.env.preset, Order(who, market, is_buy, price, lots, TimeInForce.GTC,  # type: ignore[arg-type]
-                                                            False, 0, nonce, 0), secrets.token_bytes(31) + b"\x01")
+    forged = tuple(eip712.sign_order(ctx.env.preset, Order(who, market, is_buy, price, Lots(lots), TimeInForce.GTC,
+                                                            False, Seconds(0), nonce, 0), secrets.token_bytes(31) + b"\x01")
                    for who, is_buy in ((buyer, True), (seller, False)))
     n = len(ctx.body.orders)
     tx = Trade(n, n + 1, lots, price)  # type: ignore[arg-type]
@@ -559,7 +562,7 @@ def fault_overfill(ctx: Ctx) -> Lie:
     honest: Trade = ctx.body.txs[p]  # type: ignore[assignment]
     maker, taker = ctx.body.orders[honest.maker], ctx.body.orders[honest.taker]
     lots = min(maker.order.lots, taker.order.lots)
-    tx = Trade(honest.maker, honest.taker, lots, honest.price)  # type: ignore[arg-type]
+    tx = Trade(honest.maker, honest.taker, lots, honest.price)
     at = p + 1
     body = inserted(ctx.body, at, tx)
     ids = [(o.order.account, order_id(ctx, o)) for o in (maker, taker)]
@@ -584,7 +587,7 @@ def fault_fill_after_cancel(ctx: Ctx) -> Lie:
     taker = signed_order(ctx.params["taker"])
     n = len(ctx.body.orders)
     lots = min(maker.order.lots, taker.order.lots)
-    tx = Trade(n, n + 1, lots, maker.order.price)  # type: ignore[arg-type]
+    tx = Trade(n, n + 1, lots, maker.order.price)
     at = p + 1
     body = inserted(ctx.body, at, tx, (maker, taker))
 
@@ -813,7 +816,7 @@ class Injector:
     def hold_for_forced_inclusion(self, fault: dict[str, Any], skipped: int) -> None:
         """Keep the deposit out until it is overdue, so the base layer's forced inclusion bites."""
         client, delay = self.batcher.client, self.batcher.preset.forced_inclusion_delay
-        queued = int(client._get(f"/bridge/deposits/{skipped}")["time"])
+        queued = int(client.http.get(f"/bridge/deposits/{skipped}").json()["time"])
         self.log(fault, "holding", deposit=skipped, queued=queued, overdue_at=queued + delay + 1)
         deadline = time.monotonic() + WAIT_LIMIT
         while client.now() <= queued + delay and time.monotonic() < deadline:
