@@ -26,7 +26,16 @@ from contracts_spec.errors import DecodeError
 from contracts_spec.params import genesis_to_json
 from contracts_spec.state import State
 from contracts_spec.stf import Env, apply_batch
-from contracts_spec.types import Atoms, BatchData, BatchHeader, DepositEntry, ForcedEntry, Genesis, Seconds
+from contracts_spec.types import (
+    Atoms,
+    BatchData,
+    BatchHeader,
+    DepositEntry,
+    ForcedEntry,
+    Genesis,
+    GovernanceEntry,
+    Seconds,
+)
 from l1_mock.client import Event, L1Client, L1Error
 from l1_mock.envelope import hex0x, unhex
 from l1_mock.wire import game_from_json, game_to_json
@@ -84,6 +93,7 @@ class NodeBridge:
         self.client = client
         self.deposits: dict[int, DepositEntry] = {}
         self.forced_requests: dict[int, ForcedEntry] = {}
+        self.changes: dict[int, GovernanceEntry] = {}
 
     def add(self, forced: bool, index: int, account: bytes, amount: int) -> None:
         if forced:
@@ -105,6 +115,15 @@ class NodeBridge:
             entry = self.client.forced_entry(index)
             if entry is not None:
                 self.forced_requests[index] = entry
+        return entry
+
+    def governance(self, index: int) -> GovernanceEntry | None:
+        """The time-locked change ApplyGovernance(index) reads, from the base layer's queue."""
+        entry = self.changes.get(index)
+        if entry is None:
+            entry = self.client.governance_entry(index)
+            if entry is not None:
+                self.changes[index] = entry
         return entry
 
 
