@@ -473,10 +473,10 @@ class Core:
             if w is not None:
                 w.leaf_index = w.batch = None
                 pub.messages.append(("withdrawal", w))
-        info = RollbackInfo(self.seq, now, c)
-        self.rollbacks.append(info)
-        pub.messages.append(("rollback", info))
-        return None, info
+        record = RollbackInfo(self.seq, now, c)
+        self.rollbacks.append(record)
+        pub.messages.append(("rollback", record))
+        return None, record
 
     def fill_at(self, out: int) -> FillInfo | None:
         """The fill that is output number `out`, if it is a fill."""

@@ -234,10 +234,8 @@ class Follower:
         batcher.unrecovered = []
         if batcher.rollback_to is not None and batcher.rollback_to >= index:
             batcher.rollback_to = None
-        for b in lost:
-            self.publish("batch", b)
-        for b in rebuilt:
-            self.publish("batch", b.info)
+        for info in lost + [b.info for b in rebuilt]:
+            self.publish("batch", info)
         if core.loop is not None:
             await core.durable(outcome.seq)  # the rebuilt batches' outputs are journaled: post them
 
@@ -247,19 +245,22 @@ class Follower:
         assert self.client is not None
         core = self.core
         before = core.batches[index - 1].header if 0 < index <= len(core.batches) else None
-        fixes: list[list[tuple[int, Address, int]]] = [[], []]
-        for k, (start, mine, read) in enumerate((
-                (before.deposits_consumed if before else 0, [(a, amt) for _, a, amt, _ in core.deposits],
-                 self.client.deposit_entry),
-                (before.forced_consumed if before else 0, [(e.account, e.amount) for e in core.forced_entries],
-                 self.client.forced_entry))):
-            for i in range(start, len(mine)):
-                entry = read(i)
-                if entry is not None and (entry.account, entry.amount) != mine[i]:
-                    log.error("bridge entry %d (%s): ours %r, the base layer's %r", i, ("deposit", "forced")[k],
-                              mine[i], (entry.account, entry.amount))
-                    fixes[k].append((i, entry.account, entry.amount))
-        return fixes[0], fixes[1]
+        deposits: list[tuple[Address, int]] = [(a, amount) for _, a, amount, _ in core.deposits]
+        forced: list[tuple[Address, int]] = [(e.account, e.amount) for e in core.forced_entries]
+        return (self._differing("deposit", before.deposits_consumed if before else 0, deposits,
+                                self.client.deposit_entry),
+                self._differing("forced", before.forced_consumed if before else 0, forced, self.client.forced_entry))
+
+    @staticmethod
+    def _differing(what: str, start: int, mine: list[tuple[Address, int]], read: Any) -> list[tuple[int, Address, int]]:
+        fixes = []
+        for i in range(start, len(mine)):
+            entry = read(i)
+            if entry is not None and (entry.account, entry.amount) != mine[i]:
+                log.error("bridge entry %d (%s): ours %r, the base layer's %r", i, what, mine[i],
+                          (entry.account, entry.amount))
+                fixes.append((i, entry.account, int(entry.amount)))
+        return fixes
 
     async def _post_queued(self) -> bool:
         """Post the next batch a rollback rebuilt, once its outputs are journaled."""

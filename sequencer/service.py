@@ -382,7 +382,8 @@ class Service:
     def withdrawal_leaves(self) -> list[bytes]:
         leaves = getattr(self, "_leaves", None)
         if leaves is None or getattr(self, "_leaves_rollbacks", 0) != len(self.core.rollbacks):
-            leaves = self._leaves = []  # a rollback may have busted a withdrawal: leaf indices moved
+            leaves = []  # a rollback may have busted a withdrawal: leaf indices moved
+            self._leaves: list[bytes] = leaves
             self._leaves_rollbacks = len(self.core.rollbacks)
         core = self.core
         known = sorted((w.leaf_index, w) for w in core.withdrawals.values() if w.leaf_index is not None)

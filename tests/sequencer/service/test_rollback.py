@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 import sequencer.batcher as batcher_module
 from contracts_spec import eip712
 from contracts_spec.state import State
+from contracts_spec.types import WithdrawalLeaf
 from sequencer.rollback import compute_corrections
 from verifier.keys import write_key
 from verifier.node import Node as Verifier
@@ -212,12 +213,16 @@ def test_busted_fills_are_reported_and_the_rest_goes_on(net: Net, trader: Any, v
         close = net.http.post("/v1/orders", json=carol.order(False, PRICE - 1, 50_000, tif="IOC",
                                                                reduce_only=True)).json()
         assert close["state"] == "filled"
+        # a withdrawal of the phantom collateral: the spec rejects it too
+        r = net.http.post("/v1/withdrawals", json=carol.withdraw(5_000 * USDC, 0))
+        assert r.status_code == 200, r.text
         all_posted(net)
         assert net.private("carol", "margin")["value"] > 90_000 * USDC  # the engine believed it
         [rb] = rolled_back(net, vera)
         assert rb["bridgeCorrections"] == 1 and rb["engineCorrections"] > 0
         busted_ids = {big["orderId"], close["orderId"]}
         assert len(rb["bustedFills"]) == 2 and {f["lots"] for f in rb["bustedFills"]} == {100_000, 50_000}
+        assert len(rb["bustedWithdrawals"]) == 1
         # over the API: each fill's life, each order's end, the account as the spec has it
         fills = {f["orderId"]: f for f in net.private("carol", "fills")}
         assert {oid: fills[oid]["life"] for oid in busted_ids} == dict.fromkeys(busted_ids, "busted")
@@ -230,22 +235,36 @@ def test_busted_fills_are_reported_and_the_rest_goes_on(net: Net, trader: Any, v
         margin = net.private("carol", "margin")
         assert 900 * USDC < margin["value"] < 1_000 * USDC
         assert [p["lots"] for p in net.private("carol", "positions")] == [10]
+        [w] = net.private("carol", "withdrawals")
+        assert (w["amount"], w["life"], w["claim"]) == (5_000 * USDC, "busted", None)
+        assert margin["withdrawNonce"] == 0  # the busted withdrawal's nonce is free again
         # over the WebSocket: the account channel and the batches channel
+        assert [m["data"]["life"] for m in feed.updates("account", "withdrawal")][-1] == "busted"
         busted_msgs = [m for m in feed.updates("account", "fill") if m["data"]["life"] == "busted"]
         assert {m["data"]["orderId"] for m in busted_msgs} >= busted_ids
         assert {m["data"]["lots"] for m in busted_msgs} == {100_000, 50_000}
         [msg] = feed.updates("batches", "rollback")
-        assert sorted(f["id"] for f in msg["data"]["bustedFills"]) == sorted(rb["busted"])
+        assert sorted(f["id"] for f in msg["data"]["bustedFills"]) == sorted(
+            set(rb["busted"]) - set(rb["bustedWithdrawals"]))
         assert_state_is_the_chains(net)
         # carries on: carol trades within her real means, and everything becomes final
         net.http.post("/v1/orders", json=alice.order(False, PRICE, 5))
         more = net.http.post("/v1/orders", json=carol.order(True, PRICE, 5, tif="IOC")).json()
         assert more["state"] == "filled"
+        r = net.http.post("/v1/withdrawals", json=carol.withdraw(100 * USDC, 0))
+        assert r.status_code == 200, r.text
         all_posted(net)
         vera.sync()
         all_final(net)
         lives = {f["orderId"]: f["life"] for f in net.private("carol", "fills")}
         assert lives == {small["orderId"]: "final", more["orderId"]: "final", **dict.fromkeys(busted_ids, "busted")}
+        withdrawals = net.private("carol", "withdrawals")
+        assert [(w["amount"], w["life"]) for w in withdrawals] == [(5_000 * USDC, "busted"), (100 * USDC, "final")]
+        claim = withdrawals[1]["claim"]
+        assert claim is not None
+        with net.l1_client("carol") as c:  # the re-posted chain pays it on the base layer
+            c.withdraw(claim["batchId"], WithdrawalLeaf(claim["leafIndex"], net.keys.addr("carol"), claim["amount"]),
+                       [bytes.fromhex(h[2:]) for h in claim["proof"]])
         assert_state_is_the_chains(net)
         # all of it survives a restart: the journal replays the rollback
         root = net.node.batcher.state.root()  # type: ignore[union-attr]
@@ -257,3 +276,38 @@ def test_busted_fills_are_reported_and_the_rest_goes_on(net: Net, trader: Any, v
         assert_state_is_the_chains(net)
     finally:
         feed.close()
+
+
+def test_a_batch_lost_while_the_sequencer_is_down(net: Net, trader: Any, vera: Verifier,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its game lost on the clock while it was away: the restarted sequencer finds the loss when it
+    replays its batches, rolls back before anything else, re-posts and goes on."""
+    setup_market(net)
+    trade(net, trader, 3)
+    before = all_posted(net)
+    corrupt_next_batch(monkeypatch, net.keys.addr("mallory"))
+    trade(net, trader, 5)
+    bad = all_posted(net)[len(before)]
+    net.stop_seq()
+    with net.l1_client() as c:
+        wait_for(lambda: vera.sync() and c.games(batch_id=bad["l1BatchId"]), "the verifier's challenge")
+        [g] = c.games(batch_id=bad["l1BatchId"])
+        assert g.deadline is not None
+        c.increase_time(g.deadline - c.now() + 1)  # nobody defends it
+        wait_for(lambda: vera.sync() is not None and c.batch(bad["l1BatchId"])["status"] == "lost", "the loss")
+    monkeypatch.undo()  # the restarted sequencer runs without the bug
+    net.start_seq()
+    [rb] = rolled_back(net, vera)
+    assert rb["fromIndex"] == bad["index"] and rb["busted"] == []
+    assert rb["lost"] and rb["lost"][0]["l1BatchId"] == bad["l1BatchId"]
+    assert {f["life"] for f in net.private("alice", "fills")} == {"posted"}
+    assert_state_is_the_chains(net)
+    with net.l1_client() as c:
+        assert c.game(g.game_id).status == "challenger_won"
+    wait_for(lambda: net.node.defender.player.progress() and all(  # type: ignore[union-attr]
+        r.status != "open" for r in net.node.defender.player.progress()), "the defender to settle the lost game")  # type: ignore[union-attr]
+    trade(net, trader, 2)
+    all_posted(net)
+    vera.sync()
+    all_final(net)
+    assert_state_is_the_chains(net)
