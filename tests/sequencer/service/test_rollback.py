@@ -311,3 +311,36 @@ def test_a_batch_lost_while_the_sequencer_is_down(net: Net, trader: Any, vera: V
     vera.sync()
     all_final(net)
     assert_state_is_the_chains(net)
+
+
+def test_a_fill_that_fits_no_batch_is_busted_and_the_engine_forgets_it(net_factory: Any, trader: Any) -> None:
+    """Nothing lost, but a fill whose oracle price went stale before any batch could take it: the
+    same path busts it, reports it and puts the engine back on the spec's records."""
+    net = net_factory(batch_interval=3600.0)  # batches only when the test wakes the batcher
+    node = net.node
+
+    def batch_everything() -> None:
+        def step() -> bool:
+            node.core.loop.call_soon_threadsafe(node.follower.wake.set)
+            h = net.http.get("/health").json()
+            return bool(h["batched"] == h["outputs"] and not h["pendingPost"] and not h["rollingBack"])
+        wait_for(step, "every output batched")
+
+    setup_market(net)
+    trade(net, trader, 1)
+    assert net.private("alice", "positions")[0]["lots"] == 1
+    net.advance(net.genesis.preset.max_time_lag + 100)  # the price behind the fill is stale for any batch
+    batch_everything()
+    [rb] = net.http.get("/v1/rollbacks").json()
+    assert rb["lost"] == [] and len(rb["bustedFills"]) == 1 and rb["engineCorrections"] > 0
+    [fill] = net.private("alice", "fills")
+    assert fill["life"] == "busted"
+    assert net.private("alice", "positions") == [] and net.private("bob", "positions") == []
+    assert all(b["status"] == "posted" for b in net.http.get("/v1/batches").json())
+    assert_state_is_the_chains(net)
+    # trading goes on at a fresh price
+    net.oracle(0, PRICE)
+    trade(net, trader, 2)
+    batch_everything()
+    assert sorted(f["life"] for f in net.private("alice", "fills")) == ["busted", "posted", "posted"]
+    assert_state_is_the_chains(net)
