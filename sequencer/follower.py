@@ -22,7 +22,7 @@ from contracts_spec import codec
 from contracts_spec.types import Address, Atoms, ForcedEntry
 from l1_mock.client import L1Client, L1Error
 from sequencer.batcher import Batcher, Built
-from sequencer.core import BatchInfo, Core, Kind, encode_queue
+from sequencer.core import BatchInfo, Core, Kind, encode_governance, encode_queue
 from sequencer.journal import BatchRow
 from sequencer.rollback import Corrections, compute_corrections, encode_corrections
 
@@ -61,6 +61,9 @@ class Follower:
         forced = await asyncio.to_thread(self._new_entries, client.forced_entry, core.forced_next)
         for index, account, amount in forced:
             core.execute(Kind.FORCED, encode_queue(index, account, amount), (index, account, amount))
+        changes = await asyncio.to_thread(self._effective_changes, client, len(core.governance_entries), core.now)
+        for index, entry in changes:  # in queue order, each once effective: ApplyGovernance in the next batch
+            core.execute(Kind.GOVERNANCE, encode_governance(index, entry), (index, entry))
         if core.now > self.last_tick:
             core.execute(Kind.TICK, b"", ())
             self.last_tick = core.now
@@ -76,6 +79,18 @@ class Follower:
             if entry is None:
                 break
             out.append((index, entry.account, entry.amount))
+        return out
+
+    @staticmethod
+    def _effective_changes(client: L1Client, start: int, now: int, most: int = 100) -> list[tuple[int, Any]]:
+        """The announced governance changes from `start` on that are effective at `now`, in order
+        (the first one not yet effective stops the list: the queue is applied in order)."""
+        out = []
+        for index in range(start, start + most):
+            entry = client.governance_entry(index)
+            if entry is None or entry.effective_time > now:
+                break
+            out.append((index, entry))
         return out
 
     async def _statuses(self) -> None:
@@ -223,6 +238,10 @@ class Follower:
         lost += [BatchInfo(r.idx, r.first_out, r.end_out, frozenset(r.dropped), codec.decode_header(r.header),
                            "invalid", r.l1_batch_id, r.posted_time) for r in unrecovered if r.status != "built"]
         lost = [b for b in lost if b.l1_batch_id is not None]  # built, never posted: nothing was lost
+        if core.loop is not None:
+            # The record first: rows of rebuilt batches without it would be replayed without the
+            # corrections (a crash before it leaves the old rows, and the rollback is done again)
+            await core.durable(outcome.seq)
         if batcher.journal is not None:
             try:
                 await asyncio.to_thread(batcher.journal.replace_batches_from, index, [_row(b) for b in lost],
@@ -236,8 +255,6 @@ class Follower:
             batcher.rollback_to = None
         for info in lost + [b.info for b in rebuilt]:
             self.publish("batch", info)
-        if core.loop is not None:
-            await core.durable(outcome.seq)  # the rebuilt batches' outputs are journaled: post them
 
     def _chain_entries(self, index: int) -> tuple[list[tuple[int, Address, int]], list[tuple[int, Address, int]]]:
         """Bridge entries from batch `index` on where ours differ from the base layer's storage
