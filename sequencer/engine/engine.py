@@ -41,7 +41,7 @@ from contracts_spec.types import (
 from sequencer.engine import liquidation
 from sequencer.engine.book import Book, Resting, Stp
 from sequencer.engine.matching import fillable, match
-from sequencer.engine.risk import AccountRisk, Reject, Risk, compute_owed
+from sequencer.engine.risk import AccountRisk, MarketRisk, Reject, Risk, compute_owed
 
 _GTC: Final = TimeInForce.GTC
 _POST_ONLY: Final = TimeInForce.POST_ONLY
@@ -54,6 +54,7 @@ _TIF: Final = {
 }
 _EXPIRE_MAKER: Final = Stp.EXPIRE_MAKER
 _NEVER: Final = 1 << 63  # an expiry later than any
+_new = object.__new__
 
 
 class Engine:
@@ -64,10 +65,12 @@ class Engine:
         self.books: dict[int, Book] = {}
         for mid, mkt in self.risk.markets.items():
             mkt.book = self.books[mid] = Book(mid)
-        self.seen: set[bytes] = set()  # every order id ever accepted: an id trades under one order
+        # every order id ever accepted -> its acceptance number: an id trades under one order
+        self.seen: dict[bytes, int] = {}
         # (expiry, seq, order, its id then) of resting good-til-time orders; `next_expiry` is the first
         self.expiries: list[tuple[int, int, Resting, bytes]] = []
         self.next_expiry = _NEVER
+        self.accepted = 0
         self.seq = 0
         self.deposits = 0  # the next bridge deposit-queue index
         self.fund_orders: dict[bytes, Resting] = {}  # engine orders for the insurance fund, by id
@@ -106,13 +109,11 @@ class Engine:
         """
         order = signed.order
         risk = self.risk
-        # Verify the order can be placed at all
+        # Verify the order can be placed at all (a duplicate id is caught on acceptance, below)
         try:
             mkt = risk.markets[order.market]
         except KeyError:
             return Reject.UNKNOWN_MARKET
-        if order_id in self.seen:
-            return Reject.DUPLICATE_ORDER
         lots = order.lots
         price = order.price
         if lots <= 0 or price <= 0:
@@ -158,7 +159,16 @@ class Engine:
         client_id = order.client_id
         if client_id and client_id in acct.clients:
             return Reject.DUPLICATE_CLIENT_ID
-        taker = Resting(order_id, is_buy, limit, lots, reduce_only, pos, signed)
+        # Resting(order_id, is_buy, limit, lots, reduce_only, pos, signed), without the cost
+        # of a Python-level __init__ call (bench/engine.py)
+        taker = _new(Resting)
+        taker.id = order_id
+        taker.is_buy = is_buy
+        taker.price = limit
+        taker.remaining = lots
+        taker.reduce_only = reduce_only
+        taker.pos = pos
+        taker.signed = signed
         # Pre-trade risk: Risk.admit, its common case inlined (the box has room and slack for
         # the order's worst cost, open interest is far from its limit)
         room = pos.room
@@ -173,7 +183,12 @@ class Engine:
                 return reason
         if fok and not fillable(risk, book, taker, limit, stp, verified):
             return Reject.FOK_UNFILLABLE
-        self.seen.add(order_id)
+        # Verify the id is new: one lookup that also records it (the slack spent on a
+        # duplicate's admission just stays spent: the box's bound only gets safer)
+        number = self.accepted
+        if self.seen.setdefault(order_id, number) != number:
+            return Reject.DUPLICATE_ORDER
+        self.accepted = number + 1
         if not post_only:
             if is_buy:
                 keys = book.ask_keys
@@ -309,7 +324,8 @@ class Engine:
         old.remaining = new.lots
         old.reduce_only = new.reduce_only
         risk.rest(old)
-        self.seen.add(order_id)
+        self.seen[order_id] = self.accepted
+        self.accepted += 1
         if new.expiry:
             self._expire_at(new.expiry, old)
         return None
@@ -479,6 +495,16 @@ class Engine:
             match(risk, mkt.book, order, limit, stp, verified)
             filled += want - order.remaining
         return filled
+
+    def set_market_params(self, params: MarketParams) -> None:
+        """A governance change of an existing market's parameters (same id and lot-tick size);
+        call `resync` after it: margins, limits and the band may have moved."""
+        self.risk.markets[params.market_id].set_params(params)
+
+    def add_market(self, params: MarketParams, now: int) -> None:
+        """A market governance added (the next id): no price yet, funding counted from `now`."""
+        mkt = self.risk.markets[params.market_id] = MarketRisk(params, now)
+        mkt.book = self.books[params.market_id] = Book(params.market_id)
 
     def resync(self, now: int) -> int:
         """After the risk records were written from outside (a rollback onto the spec's state):

@@ -77,6 +77,7 @@ class Reject(StrEnum):
     ORACLE_NOT_MONOTONIC = "ORACLE_NOT_MONOTONIC"
     ORACLE_MOVE_TOO_LARGE = "ORACLE_MOVE_TOO_LARGE"
     FUNDING_TOO_EARLY = "FUNDING_TOO_EARLY"
+    GOVERNANCE_NOT_EFFECTIVE = "GOVERNANCE_NOT_EFFECTIVE"
 
 
 class Fill(NamedTuple):
@@ -100,21 +101,7 @@ class MarketRisk:
     )
 
     def __init__(self, params: MarketParams, genesis_time: int = 0) -> None:
-        self.params = params
-        self.id = params.market_id
-        self.k = params.atoms_per_lot_tick
-        self.im = params.initial_margin_ppm
-        self.mm = params.maintenance_margin_ppm
-        self.taker_fee = params.taker_fee_ppm
-        self.maker_fee = params.maker_fee_ppm
-        self.fee_k = max(params.taker_fee_ppm, params.maker_fee_ppm) * self.k
-        self.penalty = params.liquidation_penalty_ppm
-        self.band = params.price_band_ppm
-        self.max_pos: int = params.max_position_lots
-        self.max_oi: int = params.max_open_interest_lots
-        self.staleness = params.oracle_staleness
-        self.interval = params.funding_interval
-        self.max_move = params.max_oracle_move_ppm
+        self.set_params(params)
         self.book: Any = None  # the market's order book (the engine sets it)
         self.oracle = 0
         self.oracle_time = 0
@@ -136,6 +123,27 @@ class MarketRisk:
         self.lo_heap: list[tuple[int, int, PositionRisk, int]] = []
         self.hi_heap: list[tuple[int, int, PositionRisk, int]] = []
         self.heap_limit = _HEAP_SWEEP
+
+    def set_params(self, params: MarketParams) -> None:
+        """The market's parameters (at creation, or a governance change: then the oracle-derived
+        fields are redrawn here and the caller resyncs the engine)."""
+        self.params = params
+        self.id = params.market_id
+        self.k = params.atoms_per_lot_tick
+        self.im = params.initial_margin_ppm
+        self.mm = params.maintenance_margin_ppm
+        self.taker_fee = params.taker_fee_ppm
+        self.maker_fee = params.maker_fee_ppm
+        self.fee_k = max(params.taker_fee_ppm, params.maker_fee_ppm) * self.k
+        self.penalty = params.liquidation_penalty_ppm
+        self.band = params.price_band_ppm
+        self.max_pos: int = params.max_position_lots
+        self.max_oi: int = params.max_open_interest_lots
+        self.staleness = params.oracle_staleness
+        self.interval = params.funding_interval
+        self.max_move = params.max_oracle_move_ppm
+        if getattr(self, "oracle", 0):
+            self.set_oracle(self.oracle, self.oracle_time)
 
     def set_oracle(self, price: int, time: int) -> None:
         self.oracle = price
