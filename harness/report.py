@@ -51,6 +51,11 @@ def game_picture(game: GameLog, block_time: Any, title: str, tx_names: dict[int,
     for k in range(0, top + 1, max(1, top // 8)):
         parts.append(f'<line x1="{left - 4}" x2="{w - pad}" y1="{y(k):.1f}" y2="{y(k):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 8}" y="{y(k) + 4:.1f}" text-anchor="end">{k}</text>')
+    n_txs = int(states[0]["game"]["tx_count"])
+    if n_txs < top:  # the trace is padded to a power of two: beyond n, the post root
+        parts.append(f'<line x1="{left}" x2="{w - pad}" y1="{y(n_txs):.1f}" y2="{y(n_txs):.1f}" stroke="#c0392b" '
+                     f'stroke-dasharray="4 3"/><text x="{w - pad}" y="{y(n_txs) - 3:.1f}" text-anchor="end" '
+                     f'fill="#c0392b">{n_txs} transactions; padding below</text>')
     for i, m in enumerate(states):
         g = m["game"]
         lo, hi = int(g["lo"]), int(g["hi"])
