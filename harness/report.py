@@ -113,7 +113,7 @@ def game_picture(game: GameLog, block_time: Any, title: str, tx_names: dict[int,
         pts = " ".join(f"{cx(t):.1f},{cy(v):.1f}" for t, v in lines[seat])
         last = lines[seat][-1][1]
         clocks.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>'
-                      f'<text x="{w - pad - 4}" y="{cy(last) + dy:.1f}" text-anchor="end" fill="{colour}">{name} ({last} s)</text>')
+                      f'<text x="{w - pad - 4}" y="{cy(last) + dy:.1f}" text-anchor="end" fill="{colour}">{name} ({f"{last} s left" if last > 0 else "ran out"})</text>')
     clocks.append("</svg>")
     rows = "".join(f"<tr><td>{i}</td><td>{html.escape(_label(m))}</td><td>[{m['game']['lo']}, {m['game']['hi']}]</td>"
                    f"<td>{m['game']['clocks'][0]} / {m['game']['clocks'][1]}</td><td>{block_time(int(m['block'])) - t0}</td></tr>"
