@@ -30,11 +30,13 @@ from contracts_spec.state import State
 from contracts_spec.stf import BatchOrders, Env, apply_batch, process_tx
 from contracts_spec.types import (
     Address,
+    ApplyGovernance,
     BatchData,
     BatchHeader,
     DepositEntry,
     ForcedWithdraw,
     FundingTick,
+    GovernanceEntry,
     Hash32,
     Liquidate,
     OraclePrice,
@@ -71,6 +73,10 @@ class CoreBridge:
 
     def forced(self, index: int) -> Any:
         entries = self.core.forced_entries
+        return entries[index] if 0 <= index < len(entries) else None
+
+    def governance(self, index: int) -> GovernanceEntry | None:
+        entries = self.core.governance_entries
         return entries[index] if 0 <= index < len(entries) else None
 
 
@@ -210,8 +216,9 @@ class Batcher:
             return None
         floor = max(self.parent_time, l1_now - self.preset.max_time_lag + _LAG_MARGIN)
         lo, hi = floor, l1_now
-        oracle_time = {m: rec.oracle_time for m, rec in self.state.markets().items()}
-        staleness = {m: p.oracle_staleness for m, p in core.markets.items()}
+        records = self.state.markets()
+        oracle_time = {m: rec.oracle_time for m, rec in records.items()}
+        staleness = {m: rec.params.oracle_staleness for m, rec in records.items()}  # as of the batch's start
         orders = core.orders
         busted = core.busted
         dropped: set[int] = set()
@@ -235,6 +242,9 @@ class Batcher:
                 low = o.time
             elif kind is FundingTick:
                 low = high = core.out_times[n - core.out_base]
+            elif kind is ApplyGovernance:
+                entry = core.governance_entries[o.queue_index]
+                low = entry.effective_time
             new_lo, new_hi = max(lo, low), min(hi, high)
             if new_lo > new_hi:
                 if kept == 0:  # nothing fits before it: it can never be posted
@@ -247,6 +257,11 @@ class Batcher:
             lo, hi = new_lo, new_hi
             if kind is OraclePrice:
                 oracle_time[o.market] = o.time
+            elif kind is ApplyGovernance:
+                params = getattr(entry.change, "params", None)
+                if params is not None and core.markets.get(params.market_id) == params:  # applied, not rejected
+                    staleness[params.market_id] = params.oracle_staleness
+                    oracle_time.setdefault(params.market_id, 0)
             kept += 1
             n += 1
         if end <= start:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from contracts_spec import codec
+from contracts_spec import codec, governance
+from contracts_spec.errors import BadGovernanceChange
 from contracts_spec.margin import ceil_div
 from contracts_spec.stf import funding_rate_ppm
 from contracts_spec.types import (
@@ -27,6 +28,7 @@ from contracts_spec.types import (
     PPM,
     SYSTEM_ACCOUNTS,
     Address,
+    ApplyGovernance,
     Atoms,
     Cancel,
     CancelAll,
@@ -35,9 +37,12 @@ from contracts_spec.types import (
     ForcedWithdraw,
     FundingTick,
     Genesis,
+    GovernanceEntry,
     Hash32,
     Liquidate,
     OraclePrice,
+    Seconds,
+    SetOracleSigners,
     SignedOrder,
     Withdraw,
 )
@@ -59,6 +64,7 @@ class Kind(IntEnum):
     ORACLE = 8
     TICK = 9
     ROLLBACK = 10  # the batcher re-applied outputs after a lost batch: busted outputs, engine corrections
+    GOVERNANCE = 11  # an effective time-locked change from the base layer's queue: ApplyGovernance
 
 
 class Life(IntEnum):
@@ -76,6 +82,7 @@ LIFE_NAMES = {Life.MATCHED: "matched", Life.POSTED: "posted", Life.CHALLENGED: "
 
 _PLACE_TAIL = struct.Struct(">BB")
 _QUEUE = struct.Struct(">Q20sQ")
+_GOVERNANCE = struct.Struct(">QQ")
 _SIGNED_ORDER_BYTES = 132
 _TIF_NAMES = ("GTC", "IOC", "FOK", "POST_ONLY")
 
@@ -199,6 +206,9 @@ class Core:
         self.deposits: list[tuple[int, Address, int, int]] = []  # (queue index, account, amount, time)
         self.forced_entries: list[ForcedEntry] = []  # the bridge's forced queue as fed to the engine
         self.forced_next = 0
+        self.governance_entries: list[GovernanceEntry] = []  # the base layer's governance queue as applied
+        self.oracle_signers = frozenset(genesis.oracle_signers)  # the config as ApplyGovernance left it
+        self.oracle_quorum = genesis.oracle_quorum
         self.funding: dict[int, list[tuple[int, int, int]]] = {m: [] for m in self.markets}  # (time, rate, index)
         self.account_funding: dict[Address, list[tuple[int, int, int, int]]] = {}  # (time, market, lots, amount)
         self.oracle_reports: dict[int, OraclePrice] = {}
@@ -448,6 +458,53 @@ class Core:
         self.engine.liquidations(now)
         return None, None
 
+    def _governance(self, now: int, pub: Published, index: int, entry: GovernanceEntry) -> tuple[Reject | None, Any]:
+        """process_apply_governance on the live state: the next effective change is applied at this
+        output (ApplyGovernance), and the engine, the oracle intake and the read models switch to it
+        there; a change the spec consumes as rejected changes nothing here either."""
+        if index != len(self.governance_entries):
+            return Reject.BAD_QUEUE_INDEX, None
+        if now < entry.effective_time:
+            return Reject.GOVERNANCE_NOT_EFFECTIVE, None
+        self.governance_entries.append(entry)
+        engine = self.engine
+        engine.risk.out.append(ApplyGovernance(index))
+        applied = self._apply_change(entry, now)
+        if applied:
+            engine.resync(now)
+        pub.messages.append(("governance", (index, applied, now)))
+        return None, applied
+
+    def _apply_change(self, entry: GovernanceEntry, now: int) -> bool:
+        """contracts_spec.governance.apply_change's verdict, mirrored on the engine."""
+        change = entry.change
+        try:
+            governance.validate_change(change)
+        except BadGovernanceChange:
+            return False
+        if isinstance(change, SetOracleSigners):
+            self.oracle_signers = frozenset(change.signers)
+            self.oracle_quorum = change.quorum
+            return True
+        params = change.params
+        mid = params.market_id
+        old = self.markets.get(mid)
+        if old is None:
+            if mid != len(self.markets):  # a new market takes the next id
+                return False
+            self.engine.add_market(params, now)
+            self.trades[mid] = deque(maxlen=1000)
+            self.funding[mid] = []
+        elif old.atoms_per_lot_tick != params.atoms_per_lot_tick:
+            return False
+        else:
+            self.engine.set_market_params(params)
+            if old.symbol != params.symbol:
+                self.symbols.pop(old.symbol, None)
+        self.markets[mid] = params
+        self.symbols[params.symbol] = mid
+        return True
+
     def _rollback(self, now: int, pub: Published, c: Corrections) -> tuple[Reject | None, Any]:
         """The batcher's re-application after a lost batch: the base layer's bridge entries, the
         engine back on the spec's records, and every newly busted output reported."""
@@ -629,6 +686,7 @@ _HANDLERS: dict[Kind, Callable[..., tuple[Reject | None, Any]]] = {
     Kind.ORACLE: lambda c, now, pub, *a: c._oracle(now, pub, *a),
     Kind.TICK: lambda c, now, pub, *a: c._tick(now, pub),
     Kind.ROLLBACK: lambda c, now, pub, *a: c._rollback(now, pub, *a),
+    Kind.GOVERNANCE: lambda c, now, pub, *a: c._governance(now, pub, *a),
 }
 
 
@@ -643,6 +701,10 @@ def encode_place(signed: SignedOrder, order_id: Hash32, stp: int, market_order: 
 
 def encode_queue(index: int, account: Address, amount: int) -> bytes:
     return _QUEUE.pack(index, account, amount)
+
+
+def encode_governance(index: int, entry: GovernanceEntry) -> bytes:
+    return _GOVERNANCE.pack(index, entry.effective_time) + codec.encode_governance_change(entry.change)
 
 
 def encode_oracle(tx: OraclePrice, price: int) -> bytes:
@@ -667,6 +729,10 @@ def decode_args(kind: Kind, body: bytes) -> tuple[Any, ...]:
         return codec.decode_tx(body[8:]), int.from_bytes(body[:8], "big")
     if kind == Kind.ROLLBACK:
         return (decode_corrections(body),)
+    if kind == Kind.GOVERNANCE:
+        index, effective = _GOVERNANCE.unpack_from(body)
+        change = codec.decode_governance_change(body[_GOVERNANCE.size:])
+        return index, GovernanceEntry(change, Seconds(effective))
     return ()
 
 
@@ -679,5 +745,5 @@ def tif_name(tif: int) -> str:
 
 
 __all__ = ["Core", "Kind", "Life", "OrderInfo", "FillInfo", "BatchInfo", "WithdrawalInfo", "Outcome", "RollbackInfo",
-           "Deposit", "encode_place", "encode_queue", "encode_oracle", "encode_replace", "encode_corrections",
+           "Deposit", "encode_place", "encode_queue", "encode_governance", "encode_oracle", "encode_replace", "encode_corrections",
            "decode_args"]

@@ -20,10 +20,15 @@ class OracleIntake:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.core = service.core
-        genesis = self.core.genesis
-        self.signers = frozenset(genesis.oracle_signers)
-        self.quorum = genesis.oracle_quorum
         self.pending: dict[tuple[int, int], dict[Address, OracleReport]] = {}
+
+    @property
+    def signers(self) -> frozenset[Address]:
+        return self.core.oracle_signers  # the genesis config, or as the last ApplyGovernance left it
+
+    @property
+    def quorum(self) -> int:
+        return int(self.core.oracle_quorum)
 
     def _check(self, report: OracleReport) -> Address:
         try:
@@ -64,6 +69,8 @@ class OracleIntake:
         key = (report.market, report.time)
         got = self.pending.setdefault(key, {})
         got[signer] = report
+        for gone in [s for s in got if s not in self.signers]:  # signers governance removed
+            del got[gone]
         if len(got) < self.quorum:
             return 0
         reports = tuple(got[s] for s in sorted(got))

@@ -103,6 +103,8 @@ def apply_corrections(engine: Engine, c: Corrections, withdraw_nonce: dict[Addre
     risk = engine.risk
     for mid, spec in c.markets:
         mkt = risk.markets[mid]
+        if mkt.params != spec.params:  # a governance change the spec applied differently
+            mkt.set_params(spec.params)
         if (mkt.oracle, mkt.oracle_time) != (spec.oracle_price, spec.oracle_time):
             mkt.set_oracle(spec.oracle_price, spec.oracle_time)
         if (mkt.funding_index, mkt.loss_index) != (spec.funding_index, spec.loss_index):
