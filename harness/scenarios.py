@@ -29,7 +29,6 @@ class Scenario:
     name: str
     expected: str
     run: Callable[[Lab, Result], None]
-    real: str = "processes"  # every scenario runs on real processes; the note says what else it needs
 
 
 def lie(lab: Lab, r: Result, kind: str, params: dict | None = None, defend: dict | None = None,
@@ -323,12 +322,15 @@ def s_verifier_restart(lab: Lab, r: Result) -> None:
 
         wait_for(midgame, "verifier-1's game to be under way", 60, poll=0.02)
         games = lab.obs.games_on(bid)
+        if any(g.status != "open" for g in games):
+            raise RuntimeError("the game ended before verifier-1 could be killed mid-game")
         at = max(len(g.moves) - 1 for g in games)
         lab.net.restart("verifier-1", kill9=True)
         r.notes.append(f"verifier-1 killed (-9) after {at} moves and restarted; it resumed from its database")
 
     try:
-        lie(lab, r, "inflated_balance", {"account": "0x" + lab.net.address("inflated-4").hex()}, during=restart)
+        lie(lab, r, "inflated_balance", {"account": "0x" + lab.net.address("inflated-4").hex()},
+            defend={"delay": 1.0}, during=restart)
     finally:
         lab.net.start_verifier("verifier-2")
 

@@ -47,6 +47,7 @@ class StandInPlayer(Player):
         super().__init__(*args, **kw)
         self.lies, self.lies_only = lies, lies_only
         self.first_seen: dict[int, float] = {}
+        self.last_move: dict[int, tuple[int, float]] = {}  # game -> (moves, when we saw that count)
 
     def _play(self, info: GameInfo, now: int) -> list[Played]:
         record = self.lies(info.batch_id)
@@ -57,6 +58,13 @@ class StandInPlayer(Player):
             silent = defend.get("silent_after")
             if silent is not None and info.game.moves >= int(silent):
                 return []  # the sequencer stops answering: its clock runs
+            delay = float(defend.get("delay") or 0)  # a slow defender: this long before each move
+            moves, seen = self.last_move.get(info.game_id, (-1, 0.0))
+            if moves != info.game.moves:
+                self.last_move[info.game_id] = (info.game.moves, time.monotonic())
+                seen = time.monotonic()
+            if delay and time.monotonic() - seen < delay:
+                return []
             first = defend.get("first")  # play this challenger's game to its end before the others
             if first and info.game.challenger.hex() != str(first).lower().removeprefix("0x"):
                 if any("0x" + g.game.challenger.hex() == str(first).lower() and g.status == "open"
