@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from l1_mock.models import Base
 
 
-def make_engine(url: str, schema: str | None = None) -> Engine:
+def make_engine(url: str, schema: str | None = None, *, synchronous: str = "NORMAL",
+                foreign_keys: bool = True) -> Engine:
+    """A SQLAlchemy engine for any Rampart service: SQLite in WAL mode, or PostgreSQL in `schema`.
+
+    synchronous NORMAL in WAL mode: a commit survives a killed process (only power loss may
+    drop it); FULL also survives power loss. The base layer, the sequencer's journal and the
+    verifier all open their databases here.
+    """
     connect_args: dict[str, Any] = {}
     if url.startswith("sqlite"):
         connect_args["check_same_thread"] = False
@@ -28,9 +35,9 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a killed process (only power loss may drop it)
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            if foreign_keys:
+                cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
     elif schema:

@@ -28,12 +28,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
-    text,
     update,
 )
+
+from l1_mock import db as l1_db
 
 log = logging.getLogger("rampart.journal")
 
@@ -87,28 +86,9 @@ meta = Table(
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
-    connect_args: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        connect_args["check_same_thread"] = False
-        connect_args["timeout"] = 30
-    elif schema:
-        connect_args["options"] = f"-csearch_path={schema}"
-    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # FULL: every commit is fsynced before it returns, so an acknowledgement survives
-            # power loss too, not only kill -9 (group commit pays for it, see bench/journal.py)
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-    elif schema:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    return engine
+    # FULL: every commit is fsynced before it returns, so an acknowledgement survives power
+    # loss too, not only kill -9 (group commit pays for it, see bench/journal.py)
+    return l1_db.make_engine(url, schema, synchronous="FULL", foreign_keys=False)
 
 
 @dataclass(frozen=True, slots=True)

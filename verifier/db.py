@@ -7,8 +7,6 @@ stop here: `verifier.node` converts them to spec values before calling `contract
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,12 +17,11 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    create_engine,
-    event,
     select,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from l1_mock import db as l1_db
 
 
 class Base(DeclarativeBase):
@@ -146,25 +143,7 @@ class AlertRow(Base):
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
-    connect_args: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        connect_args["check_same_thread"] = False
-        connect_args["timeout"] = 30
-    elif schema:
-        connect_args["options"] = f"-csearch_path={schema}"
-    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-    elif schema:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine = l1_db.make_engine(url, schema, foreign_keys=False)
     Base.metadata.create_all(engine)
     return engine
 
