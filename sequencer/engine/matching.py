@@ -74,118 +74,119 @@ def match(risk: Risk, book: Book, taker: Resting, limit: int, stp: int, verified
     while keys and keys[0] <= lim:
         key = keys[0]
         level = levels[key]
-        if not level:
-            heappop(keys)
-            del levels[key]
-            continue
-        maker = level[0]
-        left = maker.remaining
-        if not left:  # cancelled earlier, removed now
-            level.popleft()
-            book.dead -= 1
-            continue
-        mp = maker.pos
-        ma = mp.acct
-        if ma is ta:
-            if stp != _EXPIRE_TAKER:
-                risk.drop(maker)
+        while level:  # the level's queue, in time priority
+            maker = level[0]
+            left = maker.remaining
+            if not left:  # cancelled earlier, removed now
                 level.popleft()
-            if stp != _EXPIRE_MAKER:
-                stopped = True
-                break
-            continue
-        price = maker.price
-        # Verify the print is inside the band: a resting order the oracle left behind is dropped
-        if price < lo or price > hi:
-            risk.drop(maker)
-            level.popleft()
-            continue
-        lots = left if left < want else want
-        # Verify reduce-only orders only reduce: cap the fill; stop or drop when nothing is left
-        if t_reduce:
-            cap = -t_lots if buy else t_lots
-            if cap <= 0:
-                stopped = True
-                break
-            if lots > cap:
-                lots = cap
-        m_old = mp.lots
-        if maker.reduce_only:
-            cap = m_old if buy else -m_old
-            if cap <= 0:
+                book.dead -= 1
+                continue
+            mp = maker.pos
+            ma = mp.acct
+            if ma is ta:
+                if stp != _EXPIRE_TAKER:
+                    risk.drop(maker)
+                    level.popleft()
+                if stp != _EXPIRE_MAKER:
+                    stopped = True
+                    break
+                continue
+            price = maker.price
+            # Verify the print is inside the band: a resting order the oracle left behind is dropped
+            if price < lo or price > hi:
                 risk.drop(maker)
                 level.popleft()
                 continue
-            if lots > cap:
-                lots = cap
-        d = lots if buy else -lots
-        t_new = t_lots + d
-        m_new = m_old - d
-        # Verify position limits, unless the box's room proves them
-        if not t_room and not position_ok(mkt, t_lots, t_new):
-            stopped = True
-            break
-        if mp.room < 0 and not position_ok(mkt, m_old, m_new):
-            risk.drop(maker)
-            level.popleft()
-            continue
-        # Verify the open-interest limit: a fill adds at most `lots` to it
-        oi_room -= lots
-        if oi_room < 0:
-            after = oi_after(risk, mkt, t_lots, t_new, m_old, m_new)
-            if after < 0:
+            lots = left if left < want else want
+            # Verify reduce-only orders only reduce: cap the fill; stop or drop when nothing is left
+            if t_reduce:
+                cap = -t_lots if buy else t_lots
+                if cap <= 0:
+                    stopped = True
+                    break
+                if lots > cap:
+                    lots = cap
+            m_old = mp.lots
+            if maker.reduce_only:
+                cap = m_old if buy else -m_old
+                if cap <= 0:
+                    risk.drop(maker)
+                    level.popleft()
+                    continue
+                if lots > cap:
+                    lots = cap
+            d = lots if buy else -lots
+            t_new = t_lots + d
+            m_new = m_old - d
+            # Verify position limits, unless the box's room proves them
+            if not t_room and not position_ok(mkt, t_lots, t_new):
                 stopped = True
                 break
-            oi_room = mkt.max_oi - after
-        cash = lots * price * k
-        t_fee = (cash * taker_fee + _ROUND_UP) // _PPM
-        m_fee = (cash * maker_fee + _ROUND_UP) // _PPM
-        if buy:
-            fill_cash = -cash - t_fee
-            m_cash = cash - m_fee
-        else:
-            fill_cash = cash - t_fee
-            m_cash = -cash - m_fee
-        # Verify margin after the trade (initial if it adds risk, solvency otherwise), unless a box proves it
-        if not verified and not risk.margin_ok(tp, t_lots, t_new, t_cash + fill_cash):
-            stopped = True
-            break
-        if ma.slack < 0 and not risk.margin_ok(mp, m_old, m_new, m_cash):
-            risk.drop(maker)
-            level.popleft()
-            continue
+            if mp.room < 0 and not position_ok(mkt, m_old, m_new):
+                risk.drop(maker)
+                level.popleft()
+                continue
+            # Verify the open-interest limit: a fill adds at most `lots` to it
+            oi_room -= lots
+            if oi_room < 0:
+                after = oi_after(risk, mkt, t_lots, t_new, m_old, m_new)
+                if after < 0:
+                    stopped = True
+                    break
+                oi_room = mkt.max_oi - after
+            cash = lots * price * k
+            t_fee = (cash * taker_fee + _ROUND_UP) // _PPM
+            m_fee = (cash * maker_fee + _ROUND_UP) // _PPM
+            if buy:
+                fill_cash = -cash - t_fee
+                m_cash = cash - m_fee
+            else:
+                fill_cash = cash - t_fee
+                m_cash = -cash - m_fee
+            # Verify margin after the trade (initial if it adds risk, solvency otherwise), unless a box proves it
+            if not verified and not risk.margin_ok(tp, t_lots, t_new, t_cash + fill_cash):
+                stopped = True
+                break
+            if ma.slack < 0 and not risk.margin_ok(mp, m_old, m_new, m_cash):
+                risk.drop(maker)
+                level.popleft()
+                continue
 
-        # Apply (process_trade: settle both, move, cash, fees, market)
-        if t_settle:
-            risk.settle(tp)
-            t_settle = False
-        if mp.epoch != epoch:
-            risk.settle(mp)
-        ma.collateral += m_cash
-        mp.lots = m_new
-        tp.lots = t_lots = t_new
-        t_cash += fill_cash
-        fees += t_fee + m_fee
-        notional += cash  # lots x price x K
-        traded += lots
-        if buy:
-            mp.open_sell -= lots
-        else:
-            mp.open_buy -= lots
-        if lots == left:
-            level.popleft()
-            maker.remaining = 0
-            del ma.orders[maker.id]
-            if ma.clients:
-                ma.clients.pop(maker.signed.order.client_id, None)
-        else:
-            maker.remaining = left - lots
-        append(new_tuple(fill_type, (maker.id, taker_id, lots, price)))
-        if ma.slack < 0:
-            risk.touch(ma)
-        want -= lots
-        if not want:
+            # Apply (process_trade: settle both, move, cash, fees, market)
+            if t_settle:
+                risk.settle(tp)
+                t_settle = False
+            if mp.epoch != epoch:
+                risk.settle(mp)
+            ma.collateral += m_cash
+            mp.lots = m_new
+            tp.lots = t_lots = t_new
+            t_cash += fill_cash
+            fees += t_fee + m_fee
+            notional += cash  # lots x price x K
+            traded += lots
+            if buy:
+                mp.open_sell -= lots
+            else:
+                mp.open_buy -= lots
+            if lots == left:
+                level.popleft()
+                maker.remaining = 0
+                del ma.orders[maker.id]
+                if ma.clients:
+                    ma.clients.pop(maker.signed.order.client_id, None)
+            else:
+                maker.remaining = left - lots
+            append(new_tuple(fill_type, (maker.id, taker_id, lots, price)))
+            if ma.slack < 0:
+                risk.touch(ma)
+            want -= lots
+            if not want:
+                break
+        if stopped or not want:
             break
+        heappop(keys)  # the level is used up
+        del levels[key]
     taker.remaining = want
     if traded:
         ta.collateral += t_cash
