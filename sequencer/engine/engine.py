@@ -222,8 +222,10 @@ class Engine:
         """Cancel one resting order; a user-signed `tx` is emitted, an engine cancel is not."""
         try:
             acct = self.risk.accounts[account]
-            order = acct.orders[order_id]
         except KeyError:
+            return Reject.UNKNOWN_ORDER
+        order = acct.orders.get(order_id)  # often gone (filled): no exception for that
+        if order is None:
             return Reject.UNKNOWN_ORDER
         if tx is not None and (tx.account != account or tx.order_id != order_id):
             return Reject.WRONG_ACCOUNT
