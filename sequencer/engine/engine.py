@@ -135,7 +135,10 @@ class Engine:
         if now > mkt.fresh_until:
             return Reject.STALE_ORACLE
         is_buy = order.is_buy
-        rests, post_only, fok = _TIF[order.tif]
+        try:
+            rests, post_only, fok = _TIF[order.tif]
+        except KeyError:
+            return Reject.INVALID_ORDER
         if market:
             if post_only:
                 return Reject.INVALID_ORDER
