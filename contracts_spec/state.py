@@ -7,7 +7,7 @@ raises WitnessIncomplete for anything else, so the same STF code serves both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -40,6 +40,9 @@ _DEFAULT_ACCOUNT: Final = Account()
 _DEFAULT_POSITION: Final = Position()
 _DEFAULT_ORDER: Final = OrderStatus()
 _DEFAULT_GLOBALS: Final = Globals()
+_RECORD_DEFAULTS: Final[dict[int, Any]] = {
+    ACCOUNT: _DEFAULT_ACCOUNT, POSITION: _DEFAULT_POSITION, ORDER: _DEFAULT_ORDER, GLOBALS: _DEFAULT_GLOBALS,
+}
 
 _DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
     ACCOUNT: codec.decode_account,
@@ -218,6 +221,12 @@ class State:
 
     def set_config(self, record: Config) -> None:
         self._put((CONFIG, b""), record)
+
+    def write_records(self, writes: Iterable[tuple[tuple[int, bytes], Any]]) -> None:
+        """Write recorded (slot, record) pairs back, None meaning the kind's default, through
+        the undo log: how a dispute trace replays a transaction's effect without re-running it."""
+        for slot, record in writes:
+            self._put(slot, _RECORD_DEFAULTS[slot[0]] if record is None else record)
 
     # --- atomicity --------------------------------------------------------------------------
 

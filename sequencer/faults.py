@@ -102,21 +102,7 @@ _DECODE: dict[int, Callable[[bytes], Any]] = {
 
 def write_records(state: State, writes: Writes) -> None:
     """Write records through the state's setters, so its undo log and root follow them."""
-    for (kind, ident), record in writes:
-        if record is None:
-            record = _DEFAULTS[kind]
-        if kind == ACCOUNT:
-            state.set_account(ident, record)
-        elif kind == POSITION:
-            state.set_position(ident[:20], int.from_bytes(ident[20:], "big"), record)
-        elif kind == ORDER:
-            state.set_order_status(ident[:20], ident[20:], record)
-        elif kind == MARKET:
-            state.set_market(int.from_bytes(ident, "big"), record)
-        elif kind == GLOBALS:
-            state.set_globals(record)
-        else:
-            state.set_config(record)
+    state.write_records(writes)
 
 
 def writes_to_json(writes: Writes) -> list[list[Any]]:

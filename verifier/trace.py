@@ -18,7 +18,7 @@ from contracts_spec.crypto import keccak
 from contracts_spec.dispute import OrderProof, StepProof
 from contracts_spec.errors import InvalidTransaction
 from contracts_spec.merkle import list_proof
-from contracts_spec.state import ACCOUNT, GLOBALS, MARKET, ORDER, POSITION, State
+from contracts_spec.state import ACCOUNT, GLOBALS, ORDER, POSITION, State
 from contracts_spec.stf import BatchOrders, Env, process_tx
 from contracts_spec.types import (
     Account,
@@ -52,21 +52,7 @@ _DEFAULTS: Final[dict[int, Any]] = {ACCOUNT: Account(), POSITION: Position(), OR
 
 def replay_effect(state: State, effect: Effect) -> None:
     """Write a transaction's recorded effect through the state's setters (so the undo log holds it)."""
-    for (kind, ident), record in effect:
-        if record is None:
-            record = _DEFAULTS[kind]
-        if kind == ACCOUNT:
-            state.set_account(ident, record)
-        elif kind == POSITION:
-            state.set_position(ident[:20], int.from_bytes(ident[20:], "big"), record)
-        elif kind == ORDER:
-            state.set_order_status(ident[:20], ident[20:], record)
-        elif kind == MARKET:
-            state.set_market(int.from_bytes(ident, "big"), record)
-        elif kind == GLOBALS:
-            state.set_globals(record)
-        else:
-            state.set_config(record)
+    state.write_records(effect)
 
 
 class TraceMismatch(Exception):
