@@ -513,7 +513,7 @@ class Core:
             self.deposits[index] = (index, account, amount, t)
         for index, account, amount in c.forced:
             self.forced_entries[index] = ForcedEntry(account, Atoms(amount))
-        apply_corrections(self.engine, c, self.withdraw_nonce)
+        apply_corrections(self.engine, c, self.withdraw_nonce, now)
         for n in c.busted:
             if n in self.busted:
                 continue

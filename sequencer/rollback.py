@@ -97,9 +97,11 @@ def compute_corrections(engine: Engine, state: State, withdraw_nonce: dict[Addre
     return tuple(accounts), tuple(positions), markets
 
 
-def apply_corrections(engine: Engine, c: Corrections, withdraw_nonce: dict[Address, int]) -> None:
-    """Write the spec's records into the engine's live risk state; every touched account gets a
-    new safe box before the next liquidation scan, and open interest is recounted."""
+def apply_corrections(engine: Engine, c: Corrections, withdraw_nonce: dict[Address, int], now: int) -> None:
+    """Write the spec's records into the engine's live risk state, then resync the engine at `now`
+    (the ROLLBACK record's time): a corrected price, index or position can leave an account the
+    corrections never named outside its safe box, so every box is redrawn, open interest is
+    recounted, and whoever is now below maintenance is liquidated (outputs of this record)."""
     risk = engine.risk
     for mid, spec in c.markets:
         mkt = risk.markets[mid]
@@ -131,5 +133,4 @@ def apply_corrections(engine: Engine, c: Corrections, withdraw_nonce: dict[Addre
         # equal epochs mean "nothing owed" to the engine's hot path: claim it only when it is so
         pos.epoch = mkt.epoch if (pos.funding_index, pos.loss_index) == (mkt.funding_index, mkt.loss_index) else -1
         risk.touch(acct)
-    for mkt in risk.markets.values():
-        risk.open_interest(mkt)
+    engine.resync(now)
