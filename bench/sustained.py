@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""The sequencer's sustained batch production against a fresh verifier's replay of the same batches.
+
+Phase 1: `rampart-l1` and `rampart-sequencer` as processes on 127.0.0.1; accounts funded and every
+order signed before any clock starts; then crossing orders pushed as fast as the sequencer takes
+them through POST /v1/orders/batch (bench/api.py's keep-alive client). Every order trades: each
+request is a round of resting makers followed by takers that fill exactly one maker each, sides
+alternating round by round, markets and accounts rotating. Figures: orders/s acknowledged, and
+trades/s *posted* — from the first order sent to the moment the batch holding the last trade is
+posted on the base layer (the sequencer's /v1/batches).
+Phase 2, with the sequencer stopped so nothing shares the CPU: a fresh `rampart-verifier run`
+(fresh database) against that base layer, timed until its database shows every batch verified.
+Figures: replay trades/s from the process start and from the node being ready (its database
+bound), and the ratio verifier / sequencer. The goal is at least 2x: a verifier never falls behind.
+
+usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
+                                 [--verifier-workers W] [--verifier-runs R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.api, before bench/ shadows verifier
+
+import httpx  # noqa: E402
+
+from bench.api import Conn, free_port  # noqa: E402
+from contracts_spec import eip712  # noqa: E402
+from contracts_spec.params import genesis_to_json  # noqa: E402
+from contracts_spec.types import Order, TimeInForce  # noqa: E402
+from l1_mock.client import L1Client  # noqa: E402
+from sequencer.scenario import ORACLE_NAMES, Keys, dev_genesis  # noqa: E402
+from verifier.keys import write_key  # noqa: E402
+from verifier.replay import count_trades, decode_body  # noqa: E402
+
+PRICES = {0: 500_000, 1: 300_000}  # oracle price per market; every order within 1,000 ticks of it
+ACCOUNTS = 16
+POLL = 0.02  # seconds between polls while timing (a cheap GET or one SQLite read)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+class Procs:
+    """Child processes, each in its own session so that stopping one also stops its workers."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, cmd: list[str], log: str, env: dict[str, str] | None = None,
+              probe: str | None = None) -> subprocess.Popen[bytes]:
+        out = (self.tmp / log).open("ab")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.running.append(proc)
+        for _ in range(1200 if probe else 0):
+            if proc.poll() is not None:
+                raise RuntimeError((self.tmp / log).read_text()[-3000:])
+            try:
+                httpx.get(probe, timeout=1)  # type: ignore[arg-type]
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            if probe:
+                raise RuntimeError(f"{cmd} did not start")
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        # workers a clean exit left behind (a process pool's children share the session)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.running)):
+            self.stop(proc)
+
+
+@contextmanager
+def terminated_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the children runs."""
+    def raise_interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f} / {five:.2f} (1 / 5 min, {os.cpu_count()} CPUs)"
+
+
+# --- the workload -----------------------------------------------------------------------------------
+
+
+def wire(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: int, lots: int,
+         nonce: int) -> bytes:
+    account = keys.addr(name)
+    o = Order(account, market, is_buy, price, lots, TimeInForce.GTC, False, 0, nonce, 0)  # type: ignore[arg-type]
+    so = eip712.sign_order(preset, o, keys[name])
+    return json.dumps({"account": "0x" + account.hex(), "market": market, "isBuy": is_buy, "price": price,
+                       "lots": lots, "tif": "GTC", "nonce": nonce, "signature": "0x" + so.signature.hex()},
+                      separators=(",", ":")).encode()
+
+
+def rounds(keys: Keys, genesis: Any, orders: int, size: int) -> list[bytes]:
+    """Request bodies of `size` orders each: size/2 resting makers at successive prices, then
+    size/2 takers, the k-th of the same size at the k-th maker's price, so it fills exactly that
+    maker (the ones before it are gone). The server executes a request's orders back to back, so
+    concurrent requests never fill each other's orders. Sides alternate round by round (positions
+    stay bounded), markets and maker / taker pairs rotate."""
+    half = size // 2
+    bodies = []
+    nonce = 0
+    for r in range(orders // (2 * half)):
+        market, sells = r % 2, (r // 2) % 2 == 0
+        makers, takers = [], []
+        for k in range(half):
+            m = (k + r) % ACCOUNTS
+            t = (m + 1 + k % (ACCOUNTS - 1)) % ACCOUNTS  # never the maker: no self-trade
+            price = PRICES[market] + (k % 1000 if sells else -(k % 1000))
+            lots = 1 + (k * 7 + r) % 5
+            makers.append(wire(keys, genesis.preset, f"bench{m}", market, not sells, price, lots, nonce))
+            takers.append(wire(keys, genesis.preset, f"bench{t}", market, sells, price, lots, nonce + 1))
+            nonce += 2
+        bodies.append(b'{"orders":[' + b",".join(makers + takers) + b"]}")
+    return bodies
+
+
+async def push(port: int, bodies: list[bytes], clients: int) -> tuple[float, float, int, int]:
+    """(start, end, orders acknowledged, orders refused): every request, as fast as answered."""
+    conns = [await Conn.open(port) for _ in range(clients)]
+    ok = refused = 0
+
+    async def worker(conn: Conn, mine: list[bytes]) -> None:
+        nonlocal ok, refused
+        for body in mine:
+            for r in json.loads(await conn.post("/v1/orders/batch", body))["results"]:
+                if r["status"] == "ok":
+                    ok += 1
+                else:
+                    refused += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c, bodies[i::clients]) for i, c in enumerate(conns)))
+    end = time.perf_counter()
+    for c in conns:
+        c.close()
+    return start, end, ok, refused
+
+
+# --- phase 1: the sequencer ---------------------------------------------------------------------------
+
+
+def settle(http: httpx.Client, outputs: int, timeout: float = 600) -> list[dict[str, Any]]:
+    """Poll until every output up to `outputs` is in a batch posted on the base layer."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        health = http.get("/health").json()
+        if health["batched"] >= outputs and not health["pendingPost"]:
+            batches = http.get("/v1/batches", params={"after": max(0, health["batches"] - 1)}).json()
+            if batches and batches[-1]["outputs"][1] >= outputs and batches[-1]["status"] in ("posted", "final"):
+                return batches
+        time.sleep(POLL)
+    raise RuntimeError(f"outputs up to {outputs} not posted within {timeout} s")
+
+
+def all_batches(http: httpx.Client) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        page = http.get("/v1/batches", params={"after": len(out), "limit": 100}).json()
+        if not page:
+            return out
+        out.extend(page)
+
+
+def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: Any, l1_url: str) -> dict[str, Any]:
+    seq_port = free_port()
+    seq_url = f"http://127.0.0.1:{seq_port}"
+    env = {**os.environ, "RAMPART_SEQUENCER_KEY": keys["sequencer"].hex()}
+    seq = procs.start([sys.executable, "-m", "sequencer.cli", "--l1", l1_url, "--db",
+                       f"sqlite:///{procs.tmp / 'journal.db'}", "--port", str(seq_port), "--batch-interval",
+                       str(a.batch_interval), "--verify-workers", str(a.verify_workers)], "seq.log", env,
+                      seq_url + "/health")
+    http = httpx.Client(base_url=seq_url, timeout=60)
+    for i in range(ACCOUNTS):
+        with L1Client(l1_url, keys[f"bench{i}"]) as c:
+            c.faucet(native=10**18, usdc=10**15)
+            c.deposit(10**15)
+    now = int(http.get("/v1/time").json()["time"])
+    reports = []
+    for market, price in PRICES.items():
+        for n in ORACLE_NAMES[:2]:
+            r = eip712.sign_oracle_report(genesis.preset, keys[n], market, price, now)
+            reports.append({"market": market, "price": price, "time": now, "signature": "0x" + r.signature.hex()})
+    http.post("/v1/oracle/reports", json={"reports": reports}).raise_for_status()
+    while http.get("/health").json()["outputs"] < ACCOUNTS + len(PRICES):
+        time.sleep(0.1)
+    setup = settle(http, http.get("/health").json()["outputs"])
+    first_index = setup[-1]["index"] + 1
+    print(f"signing {a.orders:,} orders ...", flush=True)
+    bodies = rounds(keys, genesis, a.orders, a.batch)
+    sent = sum(body.count(b'"signature"') for body in bodies)
+    print(f"phase 1, sequencer ({load()}): {sent:,} orders in {len(bodies):,} requests of {a.batch}, "
+          f"{a.clients} connections, batch interval {a.batch_interval} s, verify workers {a.verify_workers}",
+          flush=True)
+    start, acked, ok, refused = asyncio.run(push(seq_port, bodies, a.clients))
+    outputs = http.get("/health").json()["outputs"]
+    settle(http, outputs)
+    posted = time.perf_counter()
+    batches = [b for b in all_batches(http) if b["index"] >= first_index]
+    http.close()
+    procs.stop(seq)  # phase 2 has the machine to itself
+    with L1Client(l1_url) as client:
+        trades = sum(count_trades(decode_body(client.batch_data(b["dataHash"]), genesis.preset.max_batch_txs))
+                     for b in batches)
+    txs = sum(b["txCount"] for b in batches)
+    seconds = posted - start
+    print(f"  acknowledged {ok:,} orders ({refused:,} refused) in {acked - start:.2f} s = "
+          f"{ok / (acked - start):,.0f} orders/s")
+    print(f"  posted {trades:,} trades ({txs:,} txs) in {len(batches)} batches, last posted {posted - acked:.2f} s "
+          f"after the last ack: {seconds:.2f} s from the first order = {trades / seconds:,.0f} trades/s "
+          f"sustained ({load()})")
+    if trades * 2 != ok:
+        print(f"  note: {ok:,} orders made {trades:,} trades, not one trade per two orders")
+    return {"trades": trades, "rate": trades / seconds, "batches": len(batches), "last_index": batches[-1]["index"]}
+
+
+# --- phase 2: a fresh verifier ---------------------------------------------------------------------------
+
+
+def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
+    """(head index or None before the node is bound, verdict counts, trades verified), read-only."""
+    if not path.exists():
+        return None, {}, 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            row = con.execute("SELECT head_index FROM node WHERE id = 1").fetchone()
+            verdicts = dict(con.execute("SELECT coalesce(verdict, 'unverified'), count(*) FROM batches "
+                                        "GROUP BY verdict").fetchall())
+            trades = con.execute("SELECT coalesce(sum(trades), 0) FROM batches WHERE verdict = 'valid'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # tables not created yet
+        return None, {}, 0
+    return (None if row is None else int(row[0])), verdicts, int(trades)
+
+
+def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, run: int,
+                   target: dict[str, Any]) -> float:
+    work = procs.tmp / f"verifier-{run}"
+    work.mkdir()
+    write_key(work / "key.json", keys["victor"])
+    db = work / "verifier.db"
+    env = {**os.environ}
+    if a.verifier_workers is not None:
+        env["RAMPART_VERIFIER_WORKERS"] = str(a.verifier_workers)
+    profile = ["-m", "cProfile", "-o", str(a.profile) + f".{run}"] if a.profile else []
+    cmd = [sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
+           str(work / "key.json"), "run", "--poll-interval", "0.05"]
+    before = load()
+    started = time.perf_counter()
+    proc = procs.start(cmd, f"verifier-{run}.log", env)
+    ready = None
+    try:
+        while True:
+            head, verdicts, trades = db_progress(db)
+            if ready is None and head is not None:
+                ready = time.perf_counter()
+            if head is not None and head >= target["last_index"]:
+                break
+            if set(verdicts) - {"valid", "unverified"}:
+                raise RuntimeError(f"the verifier judged: {verdicts}")
+            if proc.poll() is not None:
+                raise RuntimeError((procs.tmp / f"verifier-{run}.log").read_text()[-3000:])
+            time.sleep(POLL)
+        done = time.perf_counter()
+    finally:
+        procs.stop(proc)
+    status = subprocess.run([sys.executable, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}",
+                             "--key-file", str(work / "key.json"), "status", "--json"], capture_output=True,
+                            text=True, timeout=120, env=env)
+    verified = json.loads(status.stdout)["verified"]["batches"] if status.returncode == 0 else status.stderr
+    _, _, trades = db_progress(db)
+    assert ready is not None
+    rate, rate_ready = trades / (done - started), trades / (done - ready)
+    print(f"  run {run}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
+          f"{rate:,.0f} trades/s ({rate / target['rate']:.2f}x the sequencer); from the node ready "
+          f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
+          f"status: {verified}; before {before}, after {load()}", flush=True)
+    return rate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--orders", type=int, default=60_000, help="orders pushed (every one trades)")
+    p.add_argument("--batch", type=int, default=1000, help="orders per request (half makers, half takers)")
+    p.add_argument("--clients", type=int, default=2, help="concurrent connections")
+    p.add_argument("--batch-interval", type=float, default=1.0, help="the sequencer's --batch-interval")
+    p.add_argument("--verify-workers", type=int, default=1, help="the sequencer's signature workers")
+    p.add_argument("--verifier-workers", type=int, default=None,
+                   help="RAMPART_VERIFIER_WORKERS for the verifier (default: its own default)")
+    p.add_argument("--verifier-runs", type=int, default=2, help="fresh verifiers timed one after another")
+    p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
+    a = p.parse_args()
+    keys = Keys("bench/")
+    genesis = dev_genesis(keys)
+    with tempfile.TemporaryDirectory() as tmp_name, terminated_on_sigterm():
+        procs = Procs(Path(tmp_name))
+        try:
+            (procs.tmp / "genesis.json").write_text(genesis_to_json(genesis))
+            l1_port = free_port()
+            l1_url = f"http://127.0.0.1:{l1_port}"
+            procs.start([sys.executable, "-m", "l1_mock.cli", "--genesis", str(procs.tmp / "genesis.json"),
+                         "--db", f"sqlite:///{procs.tmp / 'l1.db'}", "--port", str(l1_port), "--manual-time"],
+                        "l1.log", probe=l1_url + "/info")
+            target = sequencer_phase(a, procs, keys, genesis, l1_url)
+            print(f"phase 2, fresh verifiers over those {target['batches']} batches (and the setup before them), "
+                  f"the sequencer stopped:", flush=True)
+            rates = [verifier_phase(a, procs, keys, l1_url, run + 1, target) for run in range(a.verifier_runs)]
+            seq = target["rate"]
+            ratios = ", ".join(f"{r / seq:.2f}x" for r in rates)
+            print(f"verifier / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} trades/s posted, "
+                  f"verifier {', '.join(f'{r:,.0f}' for r in rates)} trades/s")
+        finally:
+            procs.stop_all()
+
+
+if __name__ == "__main__":
+    main()
