@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -182,6 +184,28 @@ async def paced_run(port: int, bodies: list[bytes], rate: float, clients: int) -
     return sorted(latencies)
 
 
+class Spy:
+    """`with spy(phase):` samples the sequencer with py-spy (pip install py-spy) when a folder is given."""
+
+    def __init__(self, pid: int, folder: str | None) -> None:
+        self.pid, self.folder = pid, folder
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        if self.folder is None:
+            yield
+            return
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(self.pid), "--format", "raw", "-r", "200", *os.environ.get("SPY_ARGS", "").split(),
+                                "-o", str(Path(self.folder) / f"{phase}.txt")], stdout=subprocess.DEVNULL)
+        time.sleep(1.0)
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--orders", type=int, default=40_000, help="orders through the batch endpoint")
@@ -191,6 +215,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--paced", type=int, default=5_000, help="orders at 1,000/s for the latency figure")
     p.add_argument("--verify-workers", type=int, default=1)
+    p.add_argument("--profile", metavar="DIR", help="py-spy the sequencer through each phase into DIR/<phase>.txt")
     a = p.parse_args()
     keys = Keys("bench/")
     genesis = dev_genesis(keys)
@@ -230,14 +255,18 @@ def main() -> None:
             single_bodies = sign_orders(keys, genesis, a.single, 10**9)
             paced_bodies = sign_orders(keys, genesis, a.paced, 2 * 10**9)
 
-            elapsed, ok = asyncio.run(batch_run(seq_port, batch_bodies, a.batch, a.batch_clients))
+            spy = Spy(procs[1].pid, a.profile)
+            with spy("batch"):
+                elapsed, ok = asyncio.run(batch_run(seq_port, batch_bodies, a.batch, a.batch_clients))
             print(f"batch endpoint: {ok:,} of {len(batch_bodies):,} orders acknowledged in {elapsed:.2f} s = "
                   f"{ok / elapsed:,.0f} signed orders/s ({a.batch} per request, {a.batch_clients} connections)")
             bare_t, bare_n = asyncio.run(single_run(bare_port, single_bodies, a.clients))
-            seq_t, seq_n = asyncio.run(single_run(seq_port, single_bodies, a.clients))
+            with spy("single"):
+                seq_t, seq_n = asyncio.run(single_run(seq_port, single_bodies, a.clients))
             print(f"single-order endpoint, {a.clients} connections: rampart {seq_n / seq_t:,.0f} orders/s, "
                   f"bare FastAPI parse-only {bare_n / bare_t:,.0f} req/s, ratio {seq_n / seq_t / (bare_n / bare_t):.2f}")
-            lat = asyncio.run(paced_run(seq_port, paced_bodies, 1000.0, 64))
+            with spy("paced"):
+                lat = asyncio.run(paced_run(seq_port, paced_bodies, 1000.0, 64))
             print(f"ack latency at 1,000 orders/s ({len(lat):,} orders): p50 {lat[len(lat) // 2] * 1e3:.2f} ms, "
                   f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.2f} ms")
             health = http.get("/health").json()

@@ -9,7 +9,6 @@ Order bodies are parsed by hand (intake.py): pydantic models here only document 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, WebSocket
@@ -20,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts_spec import eip712
 from sequencer.errors import ApiError, malformed, too_large
+from sequencer.fastlane import FastLane, Handler, loads
 from sequencer.intake import parse_address, parse_hex
 from sequencer.service import parse_stp
 
@@ -127,10 +127,7 @@ def create_app(node: Any) -> FastAPI:
         raw = await request.body()
         if len(raw) > settings.max_body_bytes:
             raise too_large(f"body over {settings.max_body_bytes} bytes")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise malformed(f"body is not JSON: {exc}") from exc
+        return loads(raw)
 
     def conn(request: Request) -> Any:
         client = request.client
@@ -222,34 +219,48 @@ def create_app(node: Any) -> FastAPI:
         to, and every output the spec then rejected (busted fills in full)."""
         return svc.rollbacks()  # type: ignore[no-any-return]
 
-    # --- trading ---
+    # --- trading: one handler per route, served by the fast lane (fastlane.py); FastAPI documents them ---
+
+    async def place_batch(body: Any, query: dict[str, str], c: Any) -> dict[str, Any]:
+        if body.__class__ is not dict or "orders" not in body:
+            raise malformed("body must be {\"orders\": [...]}")
+        return {"results": await svc.place_many(body["orders"], parse_stp(query.get("stp")), c)}
+
+    trading: dict[str, Handler] = {
+        "/v1/orders": lambda body, query, c: svc.place(body, parse_stp(query.get("stp")), c),
+        "/v1/orders/batch": place_batch,
+        "/v1/orders/cancel": lambda body, query, c: svc.cancel(body, c),
+        "/v1/orders/cancel-all": lambda body, query, c: svc.cancel_all(body, c),
+        "/v1/orders/replace": lambda body, query, c: svc.replace(body, parse_stp(query.get("stp")), c),
+    }
+    app.add_middleware(FastLane, routes=trading, max_body=settings.max_body_bytes)
+
+    async def trade(request: Request) -> Any:
+        return await trading[request.url.path](await read_json(request), dict(request.query_params), conn(request))
 
     @app.post("/v1/orders", tags=["trading"], openapi_extra=_body(OrderWire))
     async def place(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Place one signed order; answered once it is in the journal."""
-        return await svc.place(await read_json(request), parse_stp(stp), conn(request))  # type: ignore[no-any-return]
+        return await trade(request)  # type: ignore[no-any-return]
 
     @app.post("/v1/orders/batch", tags=["trading"], openapi_extra=_body(BatchOrders))
-    async def place_batch(request: Request, stp: str | None = None) -> dict[str, Any]:
+    async def place_orders(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Place many signed orders in one request, in order; each is answered on its own."""
-        body = await read_json(request)
-        if body.__class__ is not dict or "orders" not in body:
-            raise malformed("body must be {\"orders\": [...]}")
-        return {"results": await svc.place_many(body["orders"], parse_stp(stp), conn(request))}
+        return await trade(request)  # type: ignore[no-any-return]
 
     @app.post("/v1/orders/cancel", tags=["trading"], openapi_extra=_body(CancelWire))
     async def cancel(request: Request) -> dict[str, Any]:
-        return await svc.cancel(await read_json(request), conn(request))  # type: ignore[no-any-return]
+        return await trade(request)  # type: ignore[no-any-return]
 
     @app.post("/v1/orders/cancel-all", tags=["trading"], openapi_extra=_body(CancelAllWire))
     async def cancel_all(request: Request) -> dict[str, Any]:
         """Raise the account's nonce floor: every order with a lower nonce is cancelled."""
-        return await svc.cancel_all(await read_json(request), conn(request))  # type: ignore[no-any-return]
+        return await trade(request)  # type: ignore[no-any-return]
 
     @app.post("/v1/orders/replace", tags=["trading"], openapi_extra=_body(ReplaceWire))
     async def replace(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Cancel one order and place another in its stead (its queue place is kept when it can be)."""
-        return await svc.replace(await read_json(request), parse_stp(stp), conn(request))  # type: ignore[no-any-return]
+        return await trade(request)  # type: ignore[no-any-return]
 
     @app.post("/v1/withdrawals", tags=["trading"], openapi_extra=_body(WithdrawWire))
     async def withdraw(request: Request) -> dict[str, Any]:

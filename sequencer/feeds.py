@@ -1,6 +1,7 @@
 """WebSocket feeds: book diffs with sequence numbers (snapshot on subscribe), trades, markets,
 per-account order updates, fills and withdrawals (after a signed subscription), batch status,
-and rollbacks: the lost batches, then each busted fill on its accounts' and market's channels.
+rollbacks (the lost batches, then each busted fill on its accounts' and market's channels), and
+governance: each change when the base layer queues it, when it is applied, and as its batch moves.
 
 The core publishes only what is durable; each message is serialised once and put, without
 waiting, on every subscriber's bounded queue. A subscriber whose queue is full is dropped
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -19,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from contracts_spec.types import Address
 from sequencer.core import Core, FillInfo, OrderInfo, WithdrawalInfo
 from sequencer.errors import ApiError
+from sequencer.governance_view import change_view
 from sequencer.intake import parse_address
 
 log = logging.getLogger("rampart.feeds")
@@ -49,8 +52,9 @@ class Hub:
         self.service = service
         self.core: Core = service.core
         self.subs: dict[tuple[Any, ...], set[Connection]] = {}
-        self.book: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
-        self.book_seq: dict[int, int] = {m: 0 for m in self.core.markets}
+        # by market; a market governance adds gets its (empty) entries on first use
+        self.book: defaultdict[int, tuple[dict[int, int], dict[int, int]]] = defaultdict(lambda: ({}, {}))
+        self.book_seq: defaultdict[int, int] = defaultdict(int, {m: 0 for m in self.core.markets})
         self.dropped = 0
         self.reset_books()
         self.core.listeners.append(self.on_core)
@@ -85,31 +89,38 @@ class Hub:
             self.service.metrics.ws_dropped.inc()
 
     def on_core(self, topic: str, payload: Any) -> None:
-        svc = self.service
+        """A durable core event: build each message only for a key somebody subscribed to."""
+        svc, subs = self.service, self.subs
         if topic == "levels":
             self.publish_levels()
         elif topic == "fill":
             f: FillInfo = payload
-            symbol = self.core.markets[f.market].symbol
-            self.publish(("trades", f.market), {"type": "update", "channel": "trades", "market": symbol,
-                                               "data": [svc.fill_view(f)]})
+            if ("trades", f.market) in subs:
+                self.publish(("trades", f.market), {"type": "update", "channel": "trades",
+                                                   "market": self.core.markets[f.market].symbol,
+                                                   "data": [svc.fill_view(f)]})
             for account in (f.maker_account, f.taker_account):
-                self.publish(("account", account), {"type": "update", "channel": "account", "kind": "fill",
-                                                    "data": svc.fill_view(f, account)})
+                if ("account", account) in subs:
+                    self.publish(("account", account), {"type": "update", "channel": "account", "kind": "fill",
+                                                        "data": svc.fill_view(f, account)})
         elif topic == "order":
             info: OrderInfo = payload
-            self.publish(("account", info.signed.order.account),
-                         {"type": "update", "channel": "account", "kind": "order", "data": svc.order_view(info)})
+            key = ("account", info.signed.order.account)
+            if key in subs:
+                self.publish(key, {"type": "update", "channel": "account", "kind": "order",
+                                   "data": svc.order_view(info)})
         elif topic == "withdrawal":
             w: WithdrawalInfo = payload
-            self.publish(("account", w.account), {"type": "update", "channel": "account", "kind": "withdrawal",
-                                                  "data": svc.withdrawal_view(w)})
+            if ("account", w.account) in subs:
+                self.publish(("account", w.account), {"type": "update", "channel": "account", "kind": "withdrawal",
+                                                      "data": svc.withdrawal_view(w)})
         elif topic == "deposit":
             index, account, amount, t = payload
             self.publish(("account", account), {"type": "update", "channel": "account", "kind": "deposit",
                                                 "data": {"queueIndex": index, "amount": amount, "time": t}})
         elif topic == "market":
-            self.publish(("markets",), {"type": "update", "channel": "markets", "data": svc.market_view(payload)})
+            if ("markets",) in subs:
+                self.publish(("markets",), {"type": "update", "channel": "markets", "data": svc.market_view(payload)})
         elif topic == "liquidation":
             account, market, lots, price, t = payload
             self.publish(("markets",), {"type": "update", "channel": "markets", "kind": "liquidation",
@@ -117,8 +128,11 @@ class Hub:
                                                  "price": price, "time": t}})
         elif topic == "batch":
             self.publish(("batches",), {"type": "update", "channel": "batches", "data": svc.batch_view(payload)})
+            for index, (out, _, _) in enumerate(self.core.governance_outs):
+                if payload.first_out <= out < payload.end_out:
+                    self.publish_governance(index, "batch")
             for w in self.core.withdrawals.values():
-                if w.batch == payload.index:
+                if w.batch == payload.index and ("account", w.account) in subs:
                     self.publish(("account", w.account), {"type": "update", "channel": "account",
                                                           "kind": "withdrawal", "data": svc.withdrawal_view(w)})
         elif topic == "busted":
@@ -132,6 +146,21 @@ class Hub:
         elif topic == "rollback":
             self.publish(("batches",), {"type": "update", "channel": "batches", "kind": "rollback",
                                         "data": svc.rollback_view(payload)})
+        elif topic == "governance":
+            index, applied, _ = payload
+            self.publish_governance(index, "applied")
+            params = getattr(self.core.governance_entries[index].change, "params", None)
+            if applied and params is not None:  # the market's new (or first) parameters
+                self.publish(("markets",), {"type": "update", "channel": "markets",
+                                            "data": svc.market_view(params.market_id)})
+        elif topic == "governance_announced":
+            self.publish_governance(payload, "announced")
+
+    def publish_governance(self, index: int, kind: str) -> None:
+        """A change on the governance channel: announced, applied, or its batch's status moved."""
+        if self.subs.get(("governance",)):
+            self.publish(("governance",), {"type": "update", "channel": "governance", "kind": kind,
+                                           "data": change_view(self.core, index)})
 
     def publish_levels(self) -> None:
         core = self.core
@@ -226,14 +255,15 @@ class Hub:
         if channel in ("book", "l2Book", "trades"):
             market = svc.market_id(sub.get("market", sub.get("coin")))
             key: tuple[Any, ...] = ("book" if channel != "trades" else "trades", market)
-        elif channel in ("markets", "batches"):
+        elif channel in ("markets", "batches", "governance"):
             key = (channel,)
         elif channel in ("account", "userEvents", "orderUpdates", "userFills"):
             account: Address = parse_address(sub.get("account", sub.get("user")))
             svc.authenticate(account, sub.get("timestamp"), sub.get("signature"))
             key = ("account", account)
         else:
-            raise ApiError("unknown_channel", f"no channel {channel!r}; book, trades, markets, batches, account")
+            raise ApiError("unknown_channel",
+                           f"no channel {channel!r}; book, trades, markets, batches, governance, account")
         if op == "unsubscribe":
             conn.keys.discard(key)
             self.subs.get(key, set()).discard(conn)
@@ -252,6 +282,8 @@ class Hub:
             replies.append({"type": "snapshot", "channel": "markets", "data": svc.markets()})
         elif key[0] == "batches":
             replies.append({"type": "snapshot", "channel": "batches", "data": svc.batches(len(self.core.batches) - 20, 20)})
+        elif key[0] == "governance":
+            replies.append({"type": "snapshot", "channel": "governance", "data": svc.governance()})
         elif key[0] == "account":
             replies.append({"type": "snapshot", "channel": "account", "data": {
                 "margin": svc.margin(key[1]), "orders": svc.orders(key[1], "open", 1000),
