@@ -2,8 +2,8 @@
 
 REST under /v1 reads like dYdX v4's indexer (markets, orderbooks, trades, fills, funding) and
 takes signed messages for every state change; /exchange and /info take Hyperliquid-shaped
-actions and queries over the same service; /ws streams book diffs, trades, markets, batches
-and (after a signed subscription) an account's orders, fills and withdrawals.
+actions and queries over the same service; /ws streams book diffs, trades, markets, batches,
+governance and (after a signed subscription) an account's orders, fills and withdrawals.
 Order bodies are parsed by hand (intake.py): pydantic models here only document them.
 """
 
@@ -219,6 +219,16 @@ def create_app(node: Any) -> FastAPI:
         to, and every output the spec then rejected (busted fills in full)."""
         return svc.rollbacks()  # type: ignore[no-any-return]
 
+    @app.get("/v1/governance", tags=["governance"])
+    def governance() -> dict[str, Any]:
+        """Every change in the base layer's governance queue as the sequencer knows it, oldest first:
+        its index, kind and parameters (with what it changes), announced and effective time, and
+        status — announced (not yet effective), pending (effective, its ApplyGovernance not yet
+        emitted), applied or rejected (consumed, nothing changed), with the output number, batch and
+        batch status of its ApplyGovernance — plus the oracle signers and quorum and every market's
+        parameters now in force. The `governance` WebSocket channel streams changes as they come."""
+        return svc.governance()  # type: ignore[no-any-return]
+
     # --- trading: one handler per route, served by the fast lane (fastlane.py); FastAPI documents them ---
 
     async def place_batch(body: Any, query: dict[str, str], c: Any) -> dict[str, Any]:
@@ -348,13 +358,15 @@ def create_app(node: Any) -> FastAPI:
     @app.post("/info", tags=["compat"])
     async def info(request: Request) -> Any:
         """{"type": "meta"|"allMids"|"l2Book"|"recentTrades"|"fundingHistory"|"openOrders"|"userFills"|
-        "clearinghouseState"|"userFunding"}; the user queries carry "timestamp" and "signature"."""
+        "clearinghouseState"|"userFunding"|"governance"}; the user queries carry "timestamp" and "signature"."""
         body = await read_json(request)
         if body.__class__ is not dict:
             raise malformed("body must be a JSON object")
         kind = body.get("type")
         if kind == "meta":
             return {"universe": svc.markets()}
+        if kind == "governance":
+            return svc.governance()
         if kind == "allMids":
             out = {}
             for mid, m in svc.core.markets.items():

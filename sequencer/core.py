@@ -209,6 +209,8 @@ class Core:
         self.governance_entries: list[GovernanceEntry] = []  # the base layer's governance queue as applied
         self.oracle_signers = frozenset(genesis.oracle_signers)  # the config as ApplyGovernance left it
         self.oracle_quorum = genesis.oracle_quorum
+        self.governance_outs: list[tuple[int, int, bool]] = []  # (output number, time, applied) per ApplyGovernance
+        self.governance_queue: dict[int, Any] = {}  # the base layer's queue as last read (governance_view.Announced)
         self.funding: dict[int, list[tuple[int, int, int]]] = {m: [] for m in self.markets}  # (time, rate, index)
         self.account_funding: dict[Address, list[tuple[int, int, int, int]]] = {}  # (time, market, lots, amount)
         self.oracle_reports: dict[int, OraclePrice] = {}
@@ -468,10 +470,12 @@ class Core:
             return Reject.GOVERNANCE_NOT_EFFECTIVE, None
         self.governance_entries.append(entry)
         engine = self.engine
+        out = self.out_end + len(engine.risk.out)  # the output number ApplyGovernance gets
         engine.risk.out.append(ApplyGovernance(index))
         applied = self._apply_change(entry, now)
         if applied:
             engine.resync(now)
+        self.governance_outs.append((out, now, applied))
         pub.messages.append(("governance", (index, applied, now)))
         return None, applied
 

@@ -23,6 +23,7 @@ from contracts_spec.types import Address, Atoms, ForcedEntry
 from l1_mock.client import L1Client, L1Error
 from sequencer.batcher import Batcher, Built
 from sequencer.core import BatchInfo, Core, Kind, encode_governance, encode_queue
+from sequencer.governance_view import effective_changes, read_queue
 from sequencer.journal import BatchRow
 from sequencer.rollback import Corrections, compute_corrections, encode_corrections
 
@@ -61,8 +62,14 @@ class Follower:
         forced = await asyncio.to_thread(self._new_entries, client.forced_entry, core.forced_next)
         for index, account, amount in forced:
             core.execute(Kind.FORCED, encode_queue(index, account, amount), (index, account, amount))
-        changes = await asyncio.to_thread(self._effective_changes, client, len(core.governance_entries), core.now)
-        for index, entry in changes:  # in queue order, each once effective: ApplyGovernance in the next batch
+        # The whole governance queue, announced changes too (published so traders see what is coming)
+        queue = core.governance_queue
+        for announced in await asyncio.to_thread(read_queue, client, len(queue)):
+            if announced.index not in queue:
+                queue[announced.index] = announced
+                self.publish("governance_announced", announced.index)
+        for index, entry in effective_changes(queue, len(core.governance_entries), core.now):
+            # in queue order, each once effective: ApplyGovernance in the next batch
             core.execute(Kind.GOVERNANCE, encode_governance(index, entry), (index, entry))
         if core.now > self.last_tick:
             core.execute(Kind.TICK, b"", ())
@@ -79,18 +86,6 @@ class Follower:
             if entry is None:
                 break
             out.append((index, entry.account, entry.amount))
-        return out
-
-    @staticmethod
-    def _effective_changes(client: L1Client, start: int, now: int, most: int = 100) -> list[tuple[int, Any]]:
-        """The announced governance changes from `start` on that are effective at `now`, in order
-        (the first one not yet effective stops the list: the queue is applied in order)."""
-        out = []
-        for index in range(start, start + most):
-            entry = client.governance_entry(index)
-            if entry is None or entry.effective_time > now:
-                break
-            out.append((index, entry))
         return out
 
     async def _statuses(self) -> None:

@@ -14,7 +14,7 @@ from contracts_spec.codec import encode_withdrawal_leaf
 from contracts_spec.crypto import keccak
 from contracts_spec.errors import BadSignature
 from contracts_spec.types import Address, Genesis, Hash32, SignedOrder, WithdrawalLeaf
-from sequencer import intake
+from sequencer import governance_view, intake
 from sequencer.core import (
     LIFE_NAMES,
     Core,
@@ -414,7 +414,9 @@ class Service:
             "initialMarginPpm": p.initial_margin_ppm, "maintenanceMarginPpm": p.maintenance_margin_ppm,
             "takerFeePpm": p.taker_fee_ppm, "makerFeePpm": p.maker_fee_ppm, "priceBandPpm": p.price_band_ppm,
             "maxPositionLots": p.max_position_lots, "oracleStaleness": p.oracle_staleness,
-            "fundingInterval": p.funding_interval,
+            "fundingInterval": p.funding_interval, "maxOpenInterestLots": p.max_open_interest_lots,
+            "liquidationPenaltyPpm": p.liquidation_penalty_ppm, "fundingRateCapPpm": p.funding_rate_cap_ppm,
+            "maxOracleMovePpm": p.max_oracle_move_ppm,
         }
 
     def markets(self) -> list[dict[str, Any]]:
@@ -462,6 +464,10 @@ class Service:
         if not 0 <= index < len(self.core.batches):
             raise not_found(f"no batch {index}")
         return self.batch_view(self.core.batches[index])
+
+    def governance(self) -> dict[str, Any]:
+        """The governance queue, each change's application, and the config and markets in force."""
+        return governance_view.compute_governance(self.core)
 
 
 def _tx_body(tx: Any) -> bytes:
