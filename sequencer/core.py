@@ -674,6 +674,31 @@ class Core:
     def margin(self, account: Address) -> dict[str, Any]:
         return self.engine.account_summary(account)
 
+    # --- snapshots (sequencer/snapshot.py) --------------------------------------------------------
+
+    def snapshot_fields(self) -> dict[str, Any]:
+        """Every field but the runtime ones (journal, loop, listeners, waiters, what awaits its
+        commit): what a snapshot stores. Shallow: serialise it before the next input runs."""
+        return {k: v for k, v in vars(self).items() if k not in _RUNTIME_FIELDS}
+
+    @classmethod
+    def from_snapshot(cls, fields: dict[str, Any], journal: Journal | None) -> Core:
+        """A core from `snapshot_fields()`, as a replay up to its record leaves one: every
+        record durable, nothing left to publish."""
+        core = cls.__new__(cls)
+        vars(core).update(fields)
+        core.journal = journal
+        core.loop = None
+        core.listeners = []
+        core._waiters = deque()
+        core._published = deque()
+        core.failed = None
+        core._on_durable_replay(core.seq)
+        return core
+
+
+_RUNTIME_FIELDS = frozenset({"journal", "loop", "listeners", "_waiters", "_published", "failed"})
+
 
 def _place_handler(core: Core, now: int, pub: Published, *args: Any) -> tuple[Reject | None, Any]:
     return core._place(now, pub, *args)

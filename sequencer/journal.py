@@ -4,7 +4,8 @@ A request is acknowledged only after its record is committed here. One writer th
 whatever arrived while the previous commit was running into the next transaction, so many
 requests share one commit (one fsync): durability costs latency, not throughput
 (bench/journal.py measures both). Replaying the records through a fresh engine rebuilds the
-book, the accounts and the output stream exactly (recovery.py).
+book, the accounts and the output stream exactly; a snapshot of the core at record S, written
+by the same thread, lets a restart replay only the records after S (sequencer/snapshot.py).
 SQLite (WAL, synchronous=FULL) by default; PostgreSQL by URL, optionally inside a schema.
 """
 
@@ -77,12 +78,36 @@ lost_batches = Table(
     Column("posted_time", BigInteger, nullable=True),
 )
 
+# The core at record `seq` (sequencer/snapshot.py); the newest KEEP_SNAPSHOTS are kept. Written by
+# the writer thread after the records up to `seq` committed, so a snapshot never runs ahead of them.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("created", BigInteger, nullable=False),  # unix time
+    Column("genesis", String(64), nullable=False),  # hex keccak of the genesis JSON
+    Column("version", Integer, nullable=False),  # sequencer.snapshot.VERSION
+    Column("body", LargeBinary, nullable=False),
+)
+
+KEEP_SNAPSHOTS = 2
+
 meta = Table(
     "meta",
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+def _insert_snapshot(conn: Any, row: SnapshotRow) -> None:
+    """Insert (or replace) one snapshot and drop all but the newest KEEP_SNAPSHOTS; commits."""
+    conn.execute(snapshots.delete().where(snapshots.c.seq == row.seq))
+    conn.execute(snapshots.insert().values(seq=row.seq, created=row.created, genesis=row.genesis,
+                                           version=row.version, body=row.body))
+    keep = select(snapshots.c.seq).order_by(snapshots.c.seq.desc()).limit(KEEP_SNAPSHOTS).subquery()
+    conn.execute(snapshots.delete().where(snapshots.c.seq.not_in(select(keep.c.seq))))
+    conn.commit()
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -111,6 +136,15 @@ class BatchRow:
     posted_time: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    seq: int
+    created: int
+    genesis: str
+    version: int
+    body: bytes
+
+
 class JournalFailed(Exception):
     """The journal could not commit: nothing after the last durable record may be acknowledged."""
 
@@ -126,7 +160,10 @@ class Journal:
         self.engine = engine
         self.group = group
         metadata.create_all(engine)
-        self.next_seq = 1 + (self._scalar(select(records.c.seq).order_by(records.c.seq.desc()).limit(1)) or 0)
+        with self.engine.connect() as conn:
+            last = conn.execute(select(records.c.seq, records.c.now).order_by(records.c.seq.desc()).limit(1)).first()
+        self.next_seq = 1 + (last.seq if last is not None else 0)
+        self.last_now: int | None = last.now if last is not None else None  # of the newest record appended
         self.durable_seq = self.next_seq - 1
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_durable: Callable[[int], None] = lambda seq: None
@@ -145,9 +182,8 @@ class Journal:
 
     # --- reading (recovery) ---
 
-    def replay(self, chunk: int = 20_000) -> Iterator[Record]:
-        """Every record in sequence order."""
-        after = 0
+    def replay(self, after: int = 0, chunk: int = 20_000) -> Iterator[Record]:
+        """Every record numbered above `after`, in sequence order."""
         with self.engine.connect() as conn:
             while True:
                 rows = conn.execute(
@@ -175,6 +211,30 @@ class Journal:
                 conn.execute(meta.insert().values(key=key, value=value))
             else:
                 conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+
+    # --- snapshots ---
+
+    def snapshot_seqs(self) -> list[int]:
+        """The stored snapshots' record numbers, newest first."""
+        with self.engine.connect() as conn:
+            return [r.seq for r in conn.execute(select(snapshots.c.seq).order_by(snapshots.c.seq.desc())).all()]
+
+    def load_snapshot(self, seq: int) -> SnapshotRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(snapshots).where(snapshots.c.seq == seq)).first()
+        return None if r is None else SnapshotRow(r.seq, r.created, r.genesis, r.version, bytes(r.body))
+
+    def write_snapshot(self, row: SnapshotRow) -> None:
+        """Store a snapshot at record `row.seq` once every record up to it is committed: queued
+        behind them to the writer thread, or at once when the journal is not running."""
+        if self.thread is not None and self.thread.is_alive():
+            self.queue.put(row)
+            return
+        # Verify no record the snapshot includes is still uncommitted
+        if row.seq > self.durable_seq:
+            raise JournalFailed(f"snapshot at {row.seq} is ahead of the journal ({self.durable_seq})")
+        with self.engine.connect() as conn:
+            _insert_snapshot(conn, row)
 
     # --- batches (written by the batcher, synchronously) ---
 
@@ -230,6 +290,7 @@ class Journal:
             raise JournalFailed(str(self.failed))
         seq = self.next_seq
         self.next_seq = seq + 1
+        self.last_now = now
         self.queue.put((seq, kind, now, body))
         return seq
 
@@ -244,8 +305,12 @@ class Journal:
                 item = q.get()
                 if item is _STOP:
                     return
+                if type(item) is SnapshotRow:  # every record before it in the queue is committed
+                    self._store_snapshot(conn, item)
+                    continue
                 rows = [item]
                 stop = False
+                snapshot = None
                 while len(rows) < group:
                     try:
                         item = q.get_nowait()
@@ -253,6 +318,9 @@ class Journal:
                         break
                     if item is _STOP:
                         stop = True
+                        break
+                    if type(item) is SnapshotRow:  # after this group's commit: it includes them
+                        snapshot = item
                         break
                     rows.append(item)
                 try:
@@ -267,8 +335,19 @@ class Journal:
                 self.committed += len(rows)
                 self.durable_seq = rows[-1][0]
                 self.on_durable(self.durable_seq)
+                if snapshot is not None:
+                    self._store_snapshot(conn, snapshot)
                 if stop:
                     return
+
+    def _store_snapshot(self, conn: Any, row: SnapshotRow) -> None:
+        """Its own transaction: a snapshot that cannot be stored costs a longer restart, nothing
+        else, so it never fails the journal."""
+        try:
+            _insert_snapshot(conn, row)
+        except Exception:
+            log.exception("snapshot at record %d not stored", row.seq)
+            conn.rollback()
 
     def close(self) -> None:
         if self.thread is not None and self.thread.is_alive():

@@ -1,5 +1,5 @@
-"""One sequencer, assembled: settings -> base-layer client -> genesis -> journal -> replay ->
-batcher recovery -> service, feeds, oracle intake, metrics, the defender of its batches -> the
+"""One sequencer, assembled: settings -> base-layer client -> genesis -> journal -> the newest
+snapshot and the records after it (or a full replay) -> batcher recovery -> service, feeds, oracle intake, metrics, the defender of its batches -> the
 app with its background loops.
 """
 
@@ -16,17 +16,19 @@ from contracts_spec.crypto import address_of_private_key
 from contracts_spec.params import genesis_from_json, genesis_to_json
 from contracts_spec.types import Genesis
 from l1_mock.client import L1Client, L1Error
+from sequencer import snapshot as snapshots
 from sequencer.batcher import Batcher
 from sequencer.core import BatchInfo, Core
 from sequencer.defender import Defender
 from sequencer.feeds import Hub
 from sequencer.follower import Follower
 from sequencer.intake import Verifier
-from sequencer.journal import Journal
+from sequencer.journal import BatchRow, Journal
 from sequencer.metrics import Metrics
 from sequencer.oracle import OracleIntake
 from sequencer.service import Service
 from sequencer.settings import Settings
+from sequencer.snapshot import Snapshot, Snapshotter
 
 log = logging.getLogger("rampart.node")
 
@@ -43,12 +45,26 @@ def load_genesis(settings: Settings, client: L1Client | None) -> Genesis:
     return client.genesis()
 
 
-def recover_core(genesis: Genesis, journal: Journal) -> Core:
-    """Replay every journal record through a fresh core."""
-    core = Core(genesis, journal)
-    for record in journal.replay():
+def recover_core(genesis: Genesis, journal: Journal, snapshot: Snapshot | None = None) -> Core:
+    """Replay every journal record through a fresh core, or those after `snapshot` through its core."""
+    core = snapshot.core if snapshot is not None else Core(genesis, journal)
+    for record in journal.replay(after=snapshot.seq if snapshot is not None else 0):
         core.replay_record(record.kind, record.now, record.body)
     return core
+
+
+def restore_core(genesis: Genesis, journal: Journal, rows: list[BatchRow]) -> tuple[Core, Snapshot | None]:
+    """The core from the newest snapshot that fits and the records after it, else a full replay."""
+    snapshot = snapshots.load(genesis, journal)
+    if snapshot is not None:
+        core = recover_core(genesis, journal, snapshot)
+        if snapshots.fits(snapshot, rows):
+            log.info("restored from the snapshot at record %d and %d records after it", snapshot.seq,
+                     core.seq - snapshot.seq)
+            return core, snapshot
+        log.warning("snapshot at record %d skipped: the journal's batches do not begin with its final ones",
+                    snapshot.seq)
+    return recover_core(genesis, journal), None
 
 
 class Node:
@@ -68,10 +84,15 @@ class Node:
         elif stored != genesis_to_json(self.genesis):
             raise GenesisMismatch("the journal was written under another genesis")
         self.metrics = Metrics()
-        self.core = recover_core(self.genesis, self.journal)
+        rows = self.journal.batches()
+        self.core, snapshot = restore_core(self.genesis, self.journal, rows)
         self.batcher = Batcher(self.core, self.journal, self.client, settings.batch_max_txs, self.metrics,
                                post=settings.post_batches)
-        self.batcher.recover(self.journal.batches())
+        if snapshot is not None:
+            rows = snapshots.resume(self.batcher, snapshot, rows)
+        self.batcher.recover(rows)
+        self.snapshotter = Snapshotter(self.core, self.batcher, self.journal, settings.snapshot_every,
+                                       snapshot.seq if snapshot is not None else 0)
         for _, row in self.journal.lost():
             self.core.lost_batches.append(BatchInfo(row.idx, row.first_out, row.end_out, frozenset(row.dropped),
                                                     codec.decode_header(row.header), "invalid", row.l1_batch_id,
@@ -119,7 +140,8 @@ class Node:
         self.journal.start()
         self.hub.reset_books()
         self.tasks = [asyncio.create_task(self.follower.follow(), name="follow"),
-                      asyncio.create_task(self.follower.batches(), name="batches")]
+                      asyncio.create_task(self.follower.batches(), name="batches"),
+                      asyncio.create_task(self.snapshotter.run(), name="snapshots")]
         if self.defender is not None:
             self.defender.start()
 
@@ -130,6 +152,11 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks = []
+        if self.journal.failed is None:
+            try:
+                await self.snapshotter.take(wait=True)  # the next start replays nothing
+            except Exception:
+                log.exception("snapshot at shutdown failed")
         if self.defender is not None:
             await asyncio.to_thread(self.defender.close)
         await asyncio.to_thread(self.journal.close)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # signatures: 0 checks them on the event loop; N > 0 uses N worker processes
     verify_workers: int = 0
     journal_group: int = 8192  # most records per journal commit
+    snapshot_every: int = 100_000  # records between snapshots of the core (and one at shutdown); 0: none
 
     def key_bytes(self) -> bytes:
         return bytes.fromhex((self.sequencer_key or DEV_SEQUENCER_KEY).removeprefix("0x"))

@@ -1,6 +1,8 @@
 """kill -9 of a real `rampart-sequencer` (on a real `rampart-l1`) under load, many times at random
 points, then restarts: every acknowledged order and cancel is there, the served book and accounts
 are a replay of the journal, no fill is posted twice, and batches go on from the last posted one.
+Once with the default snapshot interval, once snapshotting every few dozen records, so kills land
+before, during and after snapshots and restarts begin from one.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ NAMES = [f"crash{i}" for i in range(4)]
 
 
 class Proc:
-    def __init__(self, cmd: list[str], log: Path, url: str) -> None:
-        self.cmd, self.log, self.url = cmd, log, url
+    def __init__(self, cmd: list[str], log: Path, url: str, env: dict[str, str] | None = None) -> None:
+        self.cmd, self.log, self.url, self.env = cmd, log, url, env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         for _ in range(1200):  # until it answers (bounded; not a timing assertion)
             if self.proc.poll() is not None:
                 raise RuntimeError(self.log.read_text()[-4000:])
@@ -63,8 +65,13 @@ class Proc:
             self.proc.wait(30)
 
 
+@pytest.fixture(params=[None, 30], ids=["default-snapshots", "frequent-snapshots"])
+def snapshot_every(request: pytest.FixtureRequest) -> int | None:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def procs(db: tuple[str, str | None], tmp_path: Path, genesis: Genesis) -> Any:
+def procs(db: tuple[str, str | None], tmp_path: Path, genesis: Genesis, snapshot_every: int | None) -> Any:
     gfile = tmp_path / "genesis.json"
     gfile.write_text(genesis_to_json(genesis))
     l1_port, seq_port = free_port(), free_port()
@@ -74,7 +81,8 @@ def procs(db: tuple[str, str | None], tmp_path: Path, genesis: Genesis) -> Any:
            "--batch-interval", "0.2", "--follow-interval", "0.1"]
     if db[1]:
         cmd += ["--db-schema", db[1]]
-    seq = Proc(cmd, tmp_path / "seq.log", f"http://127.0.0.1:{seq_port}")
+    env = None if snapshot_every is None else {**os.environ, "RAMPART_SNAPSHOT_EVERY": str(snapshot_every)}
+    seq = Proc(cmd, tmp_path / "seq.log", f"http://127.0.0.1:{seq_port}", env)
     yield l1, seq
     seq.stop()
     l1.stop()
@@ -85,7 +93,8 @@ def auth(keys: Keys, genesis: Genesis, name: str, now: int) -> dict[str, str]:
     return {"X-Rampart-Timestamp": str(now), "X-Rampart-Signature": "0x" + sig.hex()}
 
 
-def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, db: tuple[str, str | None]) -> None:
+def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, db: tuple[str, str | None],
+                                     snapshot_every: int | None) -> None:
     l1, seq = procs
     l1.start()
     seq.start()
@@ -169,6 +178,8 @@ def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, d
 
     # the served state is what a replay of the journal gives
     journal = Journal.open(db[0], db[1])
+    if snapshot_every is not None:  # restarts began from snapshots, and the clean stop took one
+        assert journal.snapshot_seqs()[0] == journal.next_seq - 1
     core = recover_core(genesis, journal)
     bids, asks = core.levels(BTC, 1000)
     assert served["book"]["bids"] == [[p, q] for p, q in bids] and served["book"]["asks"] == [[p, q] for p, q in asks]
