@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -184,6 +184,22 @@ async def paced_run(port: int, bodies: list[bytes], rate: float, clients: int) -
     return sorted(latencies)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants (the signature workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 class Spy:
     """`with spy(phase):` samples the sequencer with py-spy (pip install py-spy) when a folder is given."""
 
@@ -210,7 +226,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--orders", type=int, default=40_000, help="orders through the batch endpoint")
     p.add_argument("--batch", type=int, default=1000, help="orders per batch request")
-    p.add_argument("--batch-clients", type=int, default=2)
+    p.add_argument("--batch-clients", type=int, default=4)
     p.add_argument("--single", type=int, default=6_000, help="orders through the single-order endpoint")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--paced", type=int, default=5_000, help="orders at 1,000/s for the latency figure")
@@ -256,15 +272,26 @@ def main() -> None:
             paced_bodies = sign_orders(keys, genesis, a.paced, 2 * 10**9)
 
             spy = Spy(procs[1].pid, a.profile)
+            seq_pid = procs[1].pid
+            cpu0 = cpu_seconds(seq_pid)
             with spy("batch"):
                 elapsed, ok = asyncio.run(batch_run(seq_port, batch_bodies, a.batch, a.batch_clients))
+            cpu = cpu_seconds(seq_pid) - cpu0
             print(f"batch endpoint: {ok:,} of {len(batch_bodies):,} orders acknowledged in {elapsed:.2f} s = "
-                  f"{ok / elapsed:,.0f} signed orders/s ({a.batch} per request, {a.batch_clients} connections)")
+                  f"{ok / elapsed:,.0f} signed orders/s ({a.batch} per request, {a.batch_clients} connections); "
+                  f"sequencer CPU {cpu / ok * 1e6:.0f} us/order (load {os.getloadavg()[0]:.1f})")
+            bare_pid = procs[2].pid
+            bare_cpu = cpu_seconds(bare_pid)
             bare_t, bare_n = asyncio.run(single_run(bare_port, single_bodies, a.clients))
+            bare_cpu = cpu_seconds(bare_pid) - bare_cpu
+            cpu0 = cpu_seconds(seq_pid)
             with spy("single"):
                 seq_t, seq_n = asyncio.run(single_run(seq_port, single_bodies, a.clients))
+            cpu = cpu_seconds(seq_pid) - cpu0
             print(f"single-order endpoint, {a.clients} connections: rampart {seq_n / seq_t:,.0f} orders/s, "
-                  f"bare FastAPI parse-only {bare_n / bare_t:,.0f} req/s, ratio {seq_n / seq_t / (bare_n / bare_t):.2f}")
+                  f"bare FastAPI parse-only {bare_n / bare_t:,.0f} req/s, ratio {seq_n / seq_t / (bare_n / bare_t):.2f}; "
+                  f"CPU per request: rampart {cpu / seq_n * 1e6:.0f} us, bare {bare_cpu / bare_n * 1e6:.0f} us "
+                  f"(load {os.getloadavg()[0]:.1f})")
             with spy("paced"):
                 lat = asyncio.run(paced_run(seq_port, paced_bodies, 1000.0, 64))
             print(f"ack latency at 1,000 orders/s ({len(lat):,} orders): p50 {lat[len(lat) // 2] * 1e3:.2f} ms, "

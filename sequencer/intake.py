@@ -222,12 +222,19 @@ def check_signer(recovered: bytes | None, account: Address, what: str) -> None:
 
 
 class Verifier:
-    """Signature recovery, inline or spread over worker processes (for the second core)."""
+    """Signature recovery, inline or on worker processes (the second core).
 
-    def __init__(self, workers: int = 0, chunk: int = 256) -> None:
+    With workers, single messages that arrive in the same turn of the event loop are recovered
+    together in one chunk (`recover`); a turn with fewer than `inline_below` of them is done
+    inline, where a round trip to a worker would cost the loop more than the recovery itself.
+    """
+
+    def __init__(self, workers: int = 0, chunk: int = 256, inline_below: int = 4) -> None:
         self.workers = workers
         self.chunk = chunk
+        self.inline_below = inline_below
         self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self._pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]] = []
 
     async def recover_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
         if self.pool is None or len(pairs) < 8:
@@ -239,7 +246,39 @@ class Verifier:
         return [r for part in results for r in part]
 
     async def recover(self, digest: bytes, signature: bytes) -> bytes | None:
-        return recover_or_none(digest, signature)
+        """One signature, batched with the others of this loop turn."""
+        if self.pool is None:
+            return recover_or_none(digest, signature)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes | None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((digest, signature, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if len(pending) < self.inline_below or self.pool is None:
+            for d, s, fut in pending:
+                if not fut.done():
+                    fut.set_result(recover_or_none(d, s))
+            return
+        loop = asyncio.get_running_loop()
+
+        def deliver(done: Any) -> None:
+            try:
+                results = done.result()
+            except BaseException as exc:  # a dead worker: every waiter hears of it
+                for _, _, fut in pending:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            for (_, _, fut), result in zip(pending, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+
+        work = loop.run_in_executor(self.pool, _recover_chunk, [(d, s) for d, s, _ in pending])
+        work.add_done_callback(deliver)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -137,7 +137,7 @@ class Service:
             raise
         self.limits.account(signed.order.account)
         order_id = intake.order_digest(self.preset, signed)
-        recovered = (await self.verifier.recover_many([(order_id, signed.signature)]))[0]
+        recovered = await self.verifier.recover(order_id, signed.signature)
         try:
             check_signer(recovered, signed.order.account, "order")
             self._precheck(signed)
