@@ -6,8 +6,10 @@ refused outside `env=dev` by `Settings.check`, before anything is opened.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts_spec.crypto import private_key_from_seed
@@ -54,8 +56,9 @@ class Settings(BaseSettings):
     ws_queue: int = 8192  # messages buffered per connection; a client that falls further behind is dropped
     ws_max_subscriptions: int = 64
 
-    # signatures: 0 checks them on the event loop; N > 0 uses N worker processes
-    verify_workers: int = 0
+    # signatures: 0 checks them on the event loop; N > 0 uses N worker processes (the default: one
+    # when the machine has a second core)
+    verify_workers: int = Field(default_factory=lambda: 1 if (os.cpu_count() or 1) > 1 else 0)
     journal_group: int = 8192  # most records per journal commit
     snapshot_every: int = 100_000  # records between snapshots of the core (and one at shutdown); 0: none
 
