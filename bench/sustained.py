@@ -14,7 +14,7 @@ Figures: replay trades/s from the process start and from the node being ready (i
 bound), and the ratio verifier / sequencer. The goal is at least 2x: a verifier never falls behind.
 
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
-                                 [--verifier-workers W] [--verifier-runs R]
+                                 [--verifier-workers W[,W...]] [--verifier-runs R] [--profile PATH]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -114,6 +115,12 @@ def terminated_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far, and theirs."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def load() -> str:
@@ -260,6 +267,15 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
 # --- phase 2: a fresh verifier ---------------------------------------------------------------------------
 
 
+def db_judge_seconds(path: Path) -> float:
+    """Seconds the node spent in judge_batch (apply_batch, roots, header checks), by its own count."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+    try:
+        return float(con.execute("SELECT coalesce(sum(verify_seconds), 0) FROM batches").fetchone()[0])
+    finally:
+        con.close()
+
+
 def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
     """(head index or None before the node is bound, verdict counts, trades verified), read-only."""
     if not path.exists():
@@ -279,18 +295,19 @@ def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
 
 
 def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, run: int,
-                   target: dict[str, Any]) -> float:
+                   target: dict[str, Any], workers: str) -> float:
     work = procs.tmp / f"verifier-{run}"
     work.mkdir()
     write_key(work / "key.json", keys["victor"])
     db = work / "verifier.db"
     env = {**os.environ}
-    if a.verifier_workers is not None:
-        env["RAMPART_VERIFIER_WORKERS"] = str(a.verifier_workers)
+    if workers != "default":
+        env["RAMPART_VERIFIER_WORKERS"] = workers
     profile = ["-m", "cProfile", "-o", str(a.profile) + f".{run}"] if a.profile else []
     cmd = [sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
            str(work / "key.json"), "run", "--poll-interval", "0.05"]
     before = load()
+    cpu0 = children_cpu()
     started = time.perf_counter()
     proc = procs.start(cmd, f"verifier-{run}.log", env)
     ready = None
@@ -309,6 +326,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
         done = time.perf_counter()
     finally:
         procs.stop(proc)
+    cpu = children_cpu() - cpu0  # the node and its pool, start-up and shutdown included
     status = subprocess.run([sys.executable, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}",
                              "--key-file", str(work / "key.json"), "status", "--json"], capture_output=True,
                             text=True, timeout=120, env=env)
@@ -316,10 +334,11 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     _, _, trades = db_progress(db)
     assert ready is not None
     rate, rate_ready = trades / (done - started), trades / (done - ready)
-    print(f"  run {run}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
+    print(f"  run {run}, workers {workers}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
           f"{rate:,.0f} trades/s ({rate / target['rate']:.2f}x the sequencer); from the node ready "
           f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
-          f"status: {verified}; before {before}, after {load()}", flush=True)
+          f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s), judge_batch {db_judge_seconds(db):.2f} s; status: {verified}; before {before}, "
+          f"after {load()}", flush=True)
     return rate
 
 
@@ -330,9 +349,11 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=2, help="concurrent connections")
     p.add_argument("--batch-interval", type=float, default=1.0, help="the sequencer's --batch-interval")
     p.add_argument("--verify-workers", type=int, default=1, help="the sequencer's signature workers")
-    p.add_argument("--verifier-workers", type=int, default=None,
-                   help="RAMPART_VERIFIER_WORKERS for the verifier (default: its own default)")
-    p.add_argument("--verifier-runs", type=int, default=2, help="fresh verifiers timed one after another")
+    p.add_argument("--verifier-workers", default="default",
+                   help="RAMPART_VERIFIER_WORKERS for the verifier, or several to compare (1,2: inline, then "
+                        "a pool of two); default: the verifier's own default")
+    p.add_argument("--verifier-runs", type=int, default=2, help="fresh verifiers timed one after another, "
+                   "per --verifier-workers value (values alternate)")
     p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
     a = p.parse_args()
     keys = Keys("bench/")
@@ -349,11 +370,16 @@ def main() -> None:
             target = sequencer_phase(a, procs, keys, genesis, l1_url)
             print(f"phase 2, fresh verifiers over those {target['batches']} batches (and the setup before them), "
                   f"the sequencer stopped:", flush=True)
-            rates = [verifier_phase(a, procs, keys, l1_url, run + 1, target) for run in range(a.verifier_runs)]
+            choices = a.verifier_workers.split(",")
+            rates: dict[str, list[float]] = {w: [] for w in choices}
+            for run in range(a.verifier_runs * len(choices)):
+                w = choices[run % len(choices)]
+                rates[w].append(verifier_phase(a, procs, keys, l1_url, run + 1, target, w))
             seq = target["rate"]
-            ratios = ", ".join(f"{r / seq:.2f}x" for r in rates)
-            print(f"verifier / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} trades/s posted, "
-                  f"verifier {', '.join(f'{r:,.0f}' for r in rates)} trades/s")
+            for w, got in rates.items():
+                ratios = ", ".join(f"{r / seq:.2f}x" for r in got)
+                print(f"verifier (workers {w}) / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} "
+                      f"trades/s posted, verifier {', '.join(f'{r:,.0f}' for r in got)} trades/s")
         finally:
             procs.stop_all()
 

@@ -27,6 +27,7 @@ from contracts_spec.params import genesis_to_json
 from contracts_spec.state import State
 from contracts_spec.stf import Env, apply_batch
 from contracts_spec.types import (
+    Address,
     Atoms,
     BatchData,
     BatchHeader,
@@ -34,6 +35,7 @@ from contracts_spec.types import (
     ForcedEntry,
     Genesis,
     GovernanceEntry,
+    Hash32,
     Seconds,
 )
 from l1_mock.client import Event, L1Client, L1Error
@@ -44,7 +46,7 @@ from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, Nod
 from verifier.player import Outcome, Played, Player, Result
 from verifier.replay import StateMismatch, Verdict, decode_body, judge_batch
 from verifier.settings import Settings
-from verifier.signers import Signers
+from verifier.signers import Pending, Signers
 from verifier.snapshot import decode_state, encode_state
 from verifier.trace import Trace
 
@@ -145,6 +147,24 @@ class SyncReport:
     @property
     def busy(self) -> bool:
         return bool(self.events or self.verified or self.opened or self.moves or self.resolved or self.claimed)
+
+
+@dataclass
+class Prepared:
+    """A batch downloaded and decoded (or its decoding error), its signers on their way."""
+
+    batch_id: int
+    header: BatchHeader | None
+    body: BatchData | None
+    error: DecodeError | None
+    signers: Pending | None
+
+    def result(self) -> tuple[dict[int, Hash32], dict[int, Address]]:
+        return self.signers.result() if self.signers is not None else ({}, {})
+
+    def cancel(self) -> None:
+        if self.signers is not None:
+            self.signers.cancel()
 
 
 def genesis_hash(genesis: Genesis) -> str:
@@ -355,29 +375,55 @@ class Node:
     # --- verifying ------------------------------------------------------------------------------
 
     def verify_pending(self, report: SyncReport) -> None:
-        """Verify, in order, every batch that builds on our head."""
+        """Verify, in order, every batch that builds on our head. The next batch is downloaded,
+        decoded and its signatures handed to the pool before this one executes, so the pool
+        recovers them while the STF runs (derived from the base layer's data alone, as always)."""
         with self.sessions() as s:
             total = s.scalar(select(func.count()).select_from(BatchRow).where(
                 BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")) or 0
         done = 0
-        while True:
-            with self.session() as s:
-                node = self.node_row(s)
-                row = s.scalars(select(BatchRow).where(
-                    BatchRow.parent_id.is_(None) if node.head_batch_id is None
-                    else BatchRow.parent_id == node.head_batch_id,
-                    BatchRow.l1_status == "pending", BatchRow.verdict.is_(None),
-                ).order_by(BatchRow.batch_id).limit(1)).first()
-            if row is None:
-                return
-            verdict = self.verify_one(row)
-            done += 1
-            report.verified += 1
-            report.trades += verdict.trades
-            if not verdict.valid:
-                report.invalid += 1
-            if self.progress is not None:
-                self.progress("verify", done, max(total, done))
+        ahead: Prepared | None = None
+        try:
+            while True:
+                with self.session() as s:
+                    node = self.node_row(s)
+                    row = self._next_pending(s, node.head_batch_id)
+                if row is None:
+                    return
+                job = ahead if ahead is not None and ahead.batch_id == row.batch_id else self.prepare(row)
+                if job is not ahead and ahead is not None:
+                    ahead.cancel()
+                job.result()  # this batch's signers, before the next batch's are queued behind them
+                with self.sessions() as s:
+                    nxt = self._next_pending(s, row.batch_id)
+                ahead = self.prepare(nxt) if nxt is not None else None
+                verdict = self.verify_one(row, job)
+                done += 1
+                report.verified += 1
+                report.trades += verdict.trades
+                if not verdict.valid:
+                    report.invalid += 1
+                if self.progress is not None:
+                    self.progress("verify", done, max(total, done))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    @staticmethod
+    def _next_pending(s: Session, parent_id: int | None) -> BatchRow | None:
+        """The first unverified pending batch built on `parent_id` (None: on genesis)."""
+        return s.scalars(select(BatchRow).where(
+            BatchRow.parent_id.is_(None) if parent_id is None else BatchRow.parent_id == parent_id,
+            BatchRow.l1_status == "pending", BatchRow.verdict.is_(None),
+        ).order_by(BatchRow.batch_id).limit(1)).first()
+
+    def prepare(self, row: BatchRow) -> Prepared:
+        """Download and decode a batch, and start deriving its order ids and signers."""
+        try:
+            header, body = self.load_body(row)
+        except DecodeError as exc:  # the base layer refuses such data: a wrong batch all the same
+            return Prepared(row.batch_id, None, None, exc, None)
+        return Prepared(row.batch_id, header, body, None, self.signers.submit(body.orders))
 
     def load_body(self, row: BatchRow) -> tuple[BatchHeader, BatchData]:
         """The batch's header and its data, from the base layer's data availability only."""
@@ -399,16 +445,15 @@ class Node:
                 raise RuntimeError(f"restored state root {hex0x(self.state.root())} is not the head's {root}")
         return self.state
 
-    def verify_one(self, row: BatchRow) -> Verdict:
+    def verify_one(self, row: BatchRow, job: Prepared | None = None) -> Verdict:
         state = self.head_state()
-        try:
-            header, body = self.load_body(row)
-        except DecodeError as exc:  # the base layer refuses such data: a wrong batch all the same
-            verdict = Verdict(False, None, {"data": ("decodable", str(exc))})
+        job = job if job is not None else self.prepare(row)
+        if job.error is not None or job.header is None or job.body is None:
+            verdict = Verdict(False, None, {"data": ("decodable", str(job.error))})
         else:
-            ids, signers = self.signers.for_batch(body.orders)
+            ids, signers = job.result()
             try:
-                verdict = judge_batch(state, header, body, self.env(header), ids, signers)
+                verdict = judge_batch(state, job.header, job.body, self.env(job.header), ids, signers)
             except StateMismatch:
                 self.state = None  # never judge from a state we cannot trust: reload it, try again
                 raise

@@ -1,12 +1,12 @@
 """Order ids and signers for a batch, derived ahead of the STF: remembered across batches (a
-resting order is filled in many batches) and, on machines with cores to spare, in worker
-processes for big batches.
+resting order is filled in many batches) and, on machines with two cores or more, in worker
+processes for big batches, in the background while the node executes the batch before.
 
 Each id is `eip712.order_digest` and each signer `crypto.recover_address`, the very functions
 `BatchOrders.verify` would call: handing them to `apply_batch` changes where they run, never
 what they are. An order whose signature does not recover is left out, so the STF itself
-rejects it with its named error. Recovery dominates replay: ~65 us an order here, against
-~40 us a trade for the rest of the STF (bench/verifier.py).
+rejects it with its named error. Recovery dominates replay: ~65 us an order here, two fresh
+orders a trade, against ~40 us a trade for the rest of the STF (bench/verifier.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 
 from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address
@@ -23,8 +23,9 @@ from contracts_spec.types import Address, Hash32, Preset, SignedOrder
 
 _Derived = tuple[Hash32, Address | None]
 
-# Below this many CPUs a pool only competes with the node's own process for the same cores
-POOL_MIN_CPUS = 4
+# From two CPUs a pool pays: its workers recover the next batch's signatures on the other core
+# while the node executes this one (bench/sustained.py); on one CPU it only competes with the node
+POOL_MIN_CPUS = 2
 
 
 def derive(preset: Preset, orders: Sequence[SignedOrder]) -> list[_Derived]:
@@ -46,9 +47,53 @@ def derive_encoded(preset: Preset, encoded: Sequence[bytes]) -> list[_Derived]:
     return derive(preset, [codec.decode_signed_order(b) for b in encoded])
 
 
+class Pending:
+    """One batch's (ids, signers), derived in the background: `result()` waits for the workers,
+    fills the cache and answers the same dicts every time it is called."""
+
+    def __init__(self, owner: Signers, ids: dict[int, Hash32], signers: dict[int, Address], todo: list[int],
+                 keys: list[bytes], parts: list[Future[list[_Derived]]] | list[_Derived]) -> None:
+        self.owner, self.ids, self.signers = owner, ids, signers
+        self.todo, self.keys, self.parts = todo, keys, parts
+        self.done = not todo
+
+    def result(self) -> tuple[dict[int, Hash32], dict[int, Address]]:
+        if not self.done:
+            derived: list[_Derived] = []
+            try:
+                for part in self.parts:
+                    if isinstance(part, Future):
+                        derived.extend(part.result())
+                    else:
+                        derived.append(part)
+            except BrokenExecutor:  # a worker died (killed, out of memory): a new pool next time
+                self.owner.close()
+                derived = derive_encoded(self.owner.preset, self.keys)
+            ids, signers, cache, keep = self.ids, self.signers, self.owner._cache, self.owner.cache_size
+            for i, key, (oid, signer) in zip(self.todo, self.keys, derived, strict=True):
+                ids[i] = oid
+                if signer is not None:
+                    signers[i] = signer
+                if keep:
+                    cache[key] = (oid, signer)
+            while len(cache) > keep:
+                cache.popitem(last=False)
+            self.done = True
+        return self.ids, self.signers
+
+    def cancel(self) -> None:
+        """Not needed after all (the batch before it was wrong): drop what has not started."""
+        for part in self.parts:
+            if isinstance(part, Future):
+                part.cancel()
+        self.done = True
+
+
 class Signers:
     """Derives (ids, signers) for `apply_batch`: from a cache keyed by each signed order's
-    canonical encoding (the signature included), the rest inline or in a process pool."""
+    canonical encoding (the signature included), the rest inline or in a process pool. `submit`
+    returns at once when a pool works, so the node executes one batch while the pool recovers the
+    next (bench/sustained.py measures it)."""
 
     def __init__(self, preset: Preset, workers: int = 0, parallel_orders: int = 2_000, cache_size: int = 200_000):
         self.preset = preset
@@ -57,7 +102,7 @@ class Signers:
         self.parallel_orders = parallel_orders
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, _Derived] = OrderedDict()
-        self._pool: Executor | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -65,6 +110,11 @@ class Signers:
             self._pool = None
 
     def for_batch(self, orders: Sequence[SignedOrder]) -> tuple[dict[int, Hash32], dict[int, Address]]:
+        return self.submit(orders).result()
+
+    def submit(self, orders: Sequence[SignedOrder]) -> Pending:
+        """Start deriving a batch's ids and signers: orders seen before from the cache, the rest
+        in the pool (big batches, a pool configured) or inline."""
         ids: dict[int, Hash32] = {}
         signers: dict[int, Address] = {}
         todo: list[int] = []
@@ -77,28 +127,15 @@ class Signers:
                 todo.append(i)
                 keys.append(key)
                 continue
+            cache.move_to_end(key)  # a resting order filled again: keep it longest
             ids[i] = hit[0]
             if hit[1] is not None:
                 signers[i] = hit[1]
-        for i, key, derived in zip(todo, keys, self._derive([orders[i] for i in todo], keys), strict=True):
-            ids[i] = derived[0]
-            if derived[1] is not None:
-                signers[i] = derived[1]
-            if self.cache_size:
-                cache[key] = derived
-        while len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return ids, signers
-
-    def _derive(self, orders: list[SignedOrder], encoded: list[bytes]) -> list[_Derived]:
-        if len(orders) < self.parallel_orders or self.workers < 2:
-            return derive(self.preset, orders)
+        if len(todo) < self.parallel_orders or self.workers < 2:
+            return Pending(self, ids, signers, todo, keys, derive(self.preset, [orders[i] for i in todo]))
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers)
         chunks = self.workers * 4  # small enough chunks that a slow worker does not hold up the rest
-        size = -(-len(encoded) // chunks)
-        parts = [encoded[i : i + size] for i in range(0, len(encoded), size)]
-        out: list[_Derived] = []
-        for part in self._pool.map(derive_encoded, [self.preset] * len(parts), parts):
-            out.extend(part)
-        return out
+        size = -(-len(keys) // chunks)
+        parts = [self._pool.submit(derive_encoded, self.preset, keys[i : i + size]) for i in range(0, len(keys), size)]
+        return Pending(self, ids, signers, todo, keys, parts)

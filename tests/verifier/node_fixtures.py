@@ -93,7 +93,7 @@ class World:
         key_file = self.tmp / f"{name}.key"
         if not key_file.exists():
             write_key(key_file, self.keys[name])
-        return Settings(l1_url=self.l1.url, db=url, db_schema=schema, key_file=key_file, workers=1, **kw)
+        return Settings(l1_url=self.l1.url, db=url, db_schema=schema, key_file=key_file, **{"workers": 1, **kw})
 
     def verifier(self, name: str = "vera", fund: bool = True, **kw: Any) -> Verifier:
         if fund and int(self.c(name).account(self.keys.addr(name))["native"]) == 0:

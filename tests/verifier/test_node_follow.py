@@ -163,3 +163,39 @@ def test_a_state_that_is_not_the_batchs_parent_never_judges() -> None:
     off = State.from_genesis(replace(g, oracle_quorum=3))  # a node whose state went wrong
     with pytest.raises(StateMismatch):
         judge_batch(off, header, body, b.env(g.genesis_time))
+
+
+def test_the_next_batch_is_prepared_before_this_one_executes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a pool, batch i+1 is downloaded, decoded and its signers queued before batch i runs
+    the STF; a batch built on a wrong one is prepared for nothing and skipped all the same."""
+    import verifier.node as node_module
+
+    v = world.verifier(challenge=False, workers=2, parallel_orders=1)
+    ids = [world.post(world.setup_batch())]
+    for i in range(3):
+        ids.append(world.post(world.honest_batch(i)))
+    bad_id = world.post(lying_batch(world, "trade"))
+    child = world.post(world.honest_batch(3))
+    events: list[tuple[str, int]] = []
+    prepare, judge = v.prepare, node_module.judge_batch
+
+    def spy_prepare(row: BatchRow) -> object:
+        events.append(("prepare", row.batch_id))
+        return prepare(row)
+
+    def spy_judge(state: State, header: BatchHeader, *rest: object) -> object:
+        events.append(("judge", next(r.batch_id for r in _rows(v) if r.header == codec.encode_header(header))))
+        return judge(state, header, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(v, "prepare", spy_prepare)
+    monkeypatch.setattr(node_module, "judge_batch", spy_judge)
+    report = v.sync()
+    assert report.verified == 5 and report.invalid == 1
+    verdicts = {r.batch_id: r.verdict for r in _rows(v)}
+    assert [verdicts[i] for i in ids] == ["valid"] * 4
+    assert verdicts[bad_id] == "invalid" and verdicts[child] == "skipped"
+    chain = [*ids, bad_id]
+    for earlier, later in zip(chain, [*chain[1:], child], strict=True):
+        assert events.index(("prepare", later)) < events.index(("judge", earlier))
+    assert ("judge", child) not in events
+    assert _head(v).head_root == "0x" + world.seq_client.batch(ids[-1])["post_root"].removeprefix("0x")

@@ -1,0 +1,105 @@
+"""Order ids and signers derived ahead of the STF: in a pool or inline they are the same values
+`BatchOrders.verify` would compute, orders seen before come from the cache, and a pool that
+breaks costs time, never a verdict."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+
+import pytest
+
+from contracts_spec import eip712
+from contracts_spec.crypto import recover_address
+from contracts_spec.types import Order, SignedOrder, TimeInForce
+from sequencer.scenario import Keys, dev_genesis
+from verifier.signers import Pending, Signers, derive
+
+keys = Keys("signers-")
+genesis = dev_genesis(keys)
+PRESET = genesis.preset
+
+
+def order(name: str, nonce: int, signer: str | None = None) -> SignedOrder:
+    o = Order(keys.addr(name), 0, nonce % 2 == 0, 500_000 + nonce, 1 + nonce % 3, TimeInForce.GTC, False, 0,  # type: ignore[arg-type]
+              nonce, 0)
+    return eip712.sign_order(PRESET, o, keys[signer or name])
+
+
+def batch(first: int, n: int) -> list[SignedOrder]:
+    """n orders by four traders, one forged in another's name and one whose signature is junk."""
+    orders = [order(f"t{i % 4}", i) for i in range(first, first + n)]
+    orders[1] = order("t1", first + 1, signer="mallory")
+    orders[2] = replace(orders[2], signature=b"\xff" * 65)
+    return orders
+
+
+def expected(orders: list[SignedOrder]) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    ids = {i: eip712.order_digest(PRESET, so.order) for i, so in enumerate(orders)}
+    signers = {}
+    for i, so in enumerate(orders):
+        try:
+            signers[i] = recover_address(ids[i], so.signature)
+        except Exception:
+            continue
+    return ids, signers
+
+
+@pytest.fixture
+def pooled() -> Signers:
+    s = Signers(PRESET, workers=2, parallel_orders=1)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_inline_and_pooled_derive_what_the_spec_would(pooled: Signers) -> None:
+    orders = batch(0, 24)
+    ids, signers = expected(orders)
+    inline = Signers(PRESET, workers=1)
+    assert inline.for_batch(orders) == (ids, signers)
+    pending = pooled.submit(orders)
+    assert pending.result() == (ids, signers)
+    assert pending.result() == (ids, signers)  # asked again: the same answer
+    assert 2 not in signers and signers[1] == keys.addr("mallory") != orders[1].order.account
+
+
+def test_orders_seen_before_are_not_recovered_again(pooled: Signers) -> None:
+    first = batch(0, 24)
+    pooled.for_batch(first)
+    again = first[10:] + batch(100, 6)  # resting orders filled again, and new ones
+    pending = pooled.submit(again)
+    assert len(pending.todo) == 6
+    assert pending.result() == expected(again)
+
+
+def test_the_next_batch_is_derived_while_this_one_is_collected(pooled: Signers) -> None:
+    one, two = batch(0, 16), batch(200, 16)
+    p1, p2 = pooled.submit(one), pooled.submit(two)
+    assert p2.result() == expected(two) and p1.result() == expected(one)
+
+
+def test_a_broken_pool_costs_time_not_a_verdict(pooled: Signers) -> None:
+    orders = batch(0, 8)
+    real = pooled.submit(orders)
+    real.result()
+    broken: Future[list[tuple[bytes, bytes | None]]] = Future()
+    broken.set_exception(BrokenProcessPool("a worker died"))
+    pending = Pending(pooled, {}, {}, real.todo, real.keys, [broken])
+    assert pending.result() == expected(orders)
+    # the broken pool is dropped; the next big batch gets a new one
+    assert pooled._pool is None
+    assert pooled.submit(batch(300, 8)).result() == expected(batch(300, 8))
+
+
+def test_a_cancelled_batch_is_never_collected(pooled: Signers) -> None:
+    pending = pooled.submit(batch(0, 8))
+    pending.cancel()
+    assert pending.done
+
+
+def test_derive_leaves_out_what_does_not_recover() -> None:
+    orders = batch(0, 4)
+    got = derive(PRESET, orders)
+    assert [oid for oid, _ in got] == [eip712.order_digest(PRESET, so.order) for so in orders]
+    assert got[2][1] is None and got[0][1] == orders[0].order.account
