@@ -231,6 +231,7 @@ class Core:
         self.durable_seq = self.seq
         self.out_durable = self.out_end
         self.journal.on_durable = lambda seq: loop.call_soon_threadsafe(self._on_durable, seq)
+        self.journal.loop = loop
 
     def _on_durable(self, seq: int) -> None:
         if seq < 0:

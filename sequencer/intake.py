@@ -10,6 +10,10 @@ Signatures are recovered on the event loop, or by worker processes when `verify_
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final
@@ -213,6 +217,17 @@ def _recover_chunk(pairs: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
     return [recover_or_none(d, s) for d, s in pairs]
 
 
+def _watch_parent(parent: int) -> None:
+    """Worker-process initializer: exit as soon as the process that started it is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def check_signer(recovered: bytes | None, account: Address, what: str) -> None:
     # Verify the signature recovers the account that the message names
     if recovered is None:
@@ -233,7 +248,10 @@ class Verifier:
         self.workers = workers
         self.chunk = chunk
         self.inline_below = inline_below
-        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        # spawned, not forked: a worker must not inherit the listening socket, and it leaves
+        # when the sequencer is gone, even by kill -9 (_watch_parent)
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_watch_parent, initargs=(os.getpid(),)) if workers > 0 else None
         self._pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]] = []
 
     async def recover_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:

@@ -11,6 +11,7 @@ SQLite (WAL, synchronous=FULL) by default; PostgreSQL by URL, optionally inside 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -154,7 +155,11 @@ _STOP = object()
 
 class Journal:
     """Group-committing append-only log. `append` is called from one thread (the event loop);
-    `on_durable(seq)` is called from the writer thread after every commit."""
+    `on_durable(seq)` is called from the writer thread after every commit.
+
+    With `loop` set, the records of one turn of the event loop reach the writer together, at the
+    end of the turn: one hand-over and one wake-up of the writer thread per turn instead of per
+    record, so the writer contends for the GIL once a commit, not once a record."""
 
     def __init__(self, engine: Engine, group: int = 8192) -> None:
         self.engine = engine
@@ -167,6 +172,8 @@ class Journal:
         self.durable_seq = self.next_seq - 1
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.on_durable: Callable[[int], None] = lambda seq: None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set: records are handed over per loop turn
+        self._turn: list[tuple[int, int, int, bytes]] = []
         self.failed: BaseException | None = None
         self.commits = 0
         self.committed = 0
@@ -228,6 +235,7 @@ class Journal:
         """Store a snapshot at record `row.seq` once every record up to it is committed: queued
         behind them to the writer thread, or at once when the journal is not running."""
         if self.thread is not None and self.thread.is_alive():
+            self._hand_over()  # the records it includes go first
             self.queue.put(row)
             return
         # Verify no record the snapshot includes is still uncommitted
@@ -291,8 +299,19 @@ class Journal:
         seq = self.next_seq
         self.next_seq = seq + 1
         self.last_now = now
-        self.queue.put((seq, kind, now, body))
+        if self.loop is None:
+            self.queue.put((seq, kind, now, body))
+            return seq
+        if not self._turn:
+            self.loop.call_soon(self._hand_over)
+        self._turn.append((seq, kind, now, body))
         return seq
+
+    def _hand_over(self) -> None:
+        """The records appended this loop turn, to the writer as one item."""
+        if self._turn:
+            rows, self._turn = self._turn, []
+            self.queue.put(rows)
 
     def _run(self) -> None:
         q, group = self.queue, self.group
@@ -308,7 +327,7 @@ class Journal:
                 if type(item) is SnapshotRow:  # every record before it in the queue is committed
                     self._store_snapshot(conn, item)
                     continue
-                rows = [item]
+                rows = item if type(item) is list else [item]
                 stop = False
                 snapshot = None
                 while len(rows) < group:
@@ -322,7 +341,10 @@ class Journal:
                     if type(item) is SnapshotRow:  # after this group's commit: it includes them
                         snapshot = item
                         break
-                    rows.append(item)
+                    if type(item) is list:
+                        rows += item
+                    else:
+                        rows.append(item)
                 try:
                     conn.exec_driver_sql(insert, rows)
                     conn.commit()
@@ -351,6 +373,7 @@ class Journal:
 
     def close(self) -> None:
         if self.thread is not None and self.thread.is_alive():
+            self._hand_over()
             self.queue.put(_STOP)
             self.thread.join(30)
         self.thread = None

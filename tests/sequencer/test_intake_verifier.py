@@ -4,6 +4,10 @@ give the same answers as the spec's own recovery, malformed and high-s signature
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from contracts_spec import eip712
 from contracts_spec.crypto import SECP256K1_N, address_of_private_key, private_key_from_seed
@@ -68,3 +72,43 @@ def test_a_lone_message_is_recovered_inline_even_with_workers() -> None:
             verifier.close()
 
     assert asyncio.run(run()) == expected
+
+
+CHILD = """
+import asyncio, sys, time
+sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
+from test_intake_verifier import signed_pairs
+from sequencer.intake import Verifier
+if __name__ == "__main__":  # the spawned worker imports this file too
+    v = Verifier(1)
+    asyncio.run(v.recover_many(signed_pairs(10)[0]))
+    print(*v.pool._processes, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_worker_leaves_when_the_sequencer_is_killed(tmp_path: Path) -> None:
+    here = Path(__file__).parent
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(here.parent.parent), here=str(here)))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers and all(Path(f"/proc/{w}").exists() for w in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(600):  # bounded wait for the orphan to notice; not a timing assertion
+        if not any(_alive(w) for w in workers):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a signature worker outlived its sequencer"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
