@@ -4,8 +4,8 @@ A request is acknowledged only after its record is committed here. One writer th
 whatever arrived while the previous commit was running into the next transaction, so many
 requests share one commit (one fsync): durability costs latency, not throughput
 (bench/journal.py measures both). Replaying the records through a fresh engine rebuilds the
-book, the accounts and the output stream exactly; a snapshot of the core at record S, written
-by the same thread, lets a restart replay only the records after S (sequencer/snapshot.py).
+book, the accounts and the output stream exactly; a snapshot of the core at record S, stored
+once the records up to S are, lets a restart replay only the records after S (sequencer/snapshot.py).
 SQLite (WAL, synchronous=FULL) by default; PostgreSQL by URL, optionally inside a schema.
 """
 
@@ -15,6 +15,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +80,9 @@ lost_batches = Table(
     Column("posted_time", BigInteger, nullable=True),
 )
 
-# The core at record `seq` (sequencer/snapshot.py); the newest KEEP_SNAPSHOTS are kept. Written by
-# the writer thread after the records up to `seq` committed, so a snapshot never runs ahead of them.
+# The core at record `seq` (sequencer/snapshot.py); the newest KEEP_SNAPSHOTS are kept. The header
+# row is written after the body's parts and after every record up to `seq` committed: a snapshot
+# without it is incomplete and never read, and none runs ahead of the records.
 snapshots = Table(
     "snapshots",
     metadata,
@@ -88,10 +90,21 @@ snapshots = Table(
     Column("created", BigInteger, nullable=False),  # unix time
     Column("genesis", String(64), nullable=False),  # hex keccak of the genesis JSON
     Column("version", Integer, nullable=False),  # sequencer.snapshot.VERSION
+    Column("size", BigInteger, nullable=False),  # bytes of the body, over its parts
+)
+
+snapshot_parts = Table(
+    "snapshot_parts",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("part", Integer, primary_key=True, autoincrement=False),
     Column("body", LargeBinary, nullable=False),
 )
 
 KEEP_SNAPSHOTS = 2
+# One transaction per part: SQLite has one writer, and the journal's commits wait for the
+# snapshot's only this long at a time (a 70 MB body in one piece held them up to 2 s).
+PART_BYTES = 4 << 20
 
 meta = Table(
     "meta",
@@ -101,14 +114,23 @@ meta = Table(
 )
 
 
-def _insert_snapshot(conn: Any, row: SnapshotRow) -> None:
-    """Insert (or replace) one snapshot and drop all but the newest KEEP_SNAPSHOTS; commits."""
-    conn.execute(snapshots.delete().where(snapshots.c.seq == row.seq))
-    conn.execute(snapshots.insert().values(seq=row.seq, created=row.created, genesis=row.genesis,
-                                           version=row.version, body=row.body))
-    keep = select(snapshots.c.seq).order_by(snapshots.c.seq.desc()).limit(KEEP_SNAPSHOTS).subquery()
-    conn.execute(snapshots.delete().where(snapshots.c.seq.not_in(select(keep.c.seq))))
-    conn.commit()
+def _store_snapshot(engine: Engine, row: SnapshotRow) -> None:
+    """Write one snapshot, its parts first and its header last, then drop all but the newest
+    KEEP_SNAPSHOTS and any part left without a header (a write cut short)."""
+    body = row.body
+    with engine.connect() as conn:
+        conn.execute(snapshots.delete().where(snapshots.c.seq == row.seq))
+        conn.execute(snapshot_parts.delete().where(snapshot_parts.c.seq == row.seq))
+        conn.commit()
+        for part, start in enumerate(range(0, len(body), PART_BYTES)):
+            conn.execute(snapshot_parts.insert().values(seq=row.seq, part=part, body=body[start:start + PART_BYTES]))
+            conn.commit()
+        conn.execute(snapshots.insert().values(seq=row.seq, created=row.created, genesis=row.genesis,
+                                               version=row.version, size=len(body)))
+        keep = select(snapshots.c.seq).order_by(snapshots.c.seq.desc()).limit(KEEP_SNAPSHOTS).subquery()
+        conn.execute(snapshots.delete().where(snapshots.c.seq.not_in(select(keep.c.seq))))
+        conn.execute(snapshot_parts.delete().where(snapshot_parts.c.seq.not_in(select(snapshots.c.seq))))
+        conn.commit()
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -178,6 +200,7 @@ class Journal:
         self.commits = 0
         self.committed = 0
         self.thread: threading.Thread | None = None
+        self.snapshot_thread: threading.Thread | None = None
 
     @classmethod
     def open(cls, url: str, schema: str | None = None, group: int = 8192) -> Journal:
@@ -229,20 +252,47 @@ class Journal:
     def load_snapshot(self, seq: int) -> SnapshotRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(snapshots).where(snapshots.c.seq == seq)).first()
-        return None if r is None else SnapshotRow(r.seq, r.created, r.genesis, r.version, bytes(r.body))
+            if r is None:
+                return None
+            parts = conn.execute(select(snapshot_parts.c.body).where(snapshot_parts.c.seq == seq)
+                                 .order_by(snapshot_parts.c.part)).scalars().all()
+        body = b"".join(bytes(p) for p in parts)
+        # Verify every part is there
+        if len(body) != r.size:
+            raise ValueError(f"snapshot at record {seq} has {len(body)} of its {r.size} bytes")
+        return SnapshotRow(r.seq, r.created, r.genesis, r.version, body)
 
     def write_snapshot(self, row: SnapshotRow) -> None:
-        """Store a snapshot at record `row.seq` once every record up to it is committed: queued
-        behind them to the writer thread, or at once when the journal is not running."""
+        """Store a snapshot at record `row.seq`, complete only once every record up to it is
+        committed: in the background while the journal runs (after the one still being written,
+        if any), at once when it does not."""
         if self.thread is not None and self.thread.is_alive():
             self._hand_over()  # the records it includes go first
-            self.queue.put(row)
+            previous = self.snapshot_thread
+            self.snapshot_thread = threading.Thread(target=self._write_snapshot, args=(row, previous),
+                                                    name="journal-snapshot", daemon=True)
+            self.snapshot_thread.start()
             return
         # Verify no record the snapshot includes is still uncommitted
         if row.seq > self.durable_seq:
             raise JournalFailed(f"snapshot at {row.seq} is ahead of the journal ({self.durable_seq})")
-        with self.engine.connect() as conn:
-            _insert_snapshot(conn, row)
+        _store_snapshot(self.engine, row)
+
+    def _write_snapshot(self, row: SnapshotRow, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()
+        # Verify every record it includes is committed (the writer may still be on them)
+        while self.durable_seq < row.seq:
+            writer = self.thread
+            if self.failed is not None or writer is None or not writer.is_alive():
+                if self.durable_seq < row.seq:
+                    log.warning("snapshot at record %d dropped: the journal stopped at %d", row.seq, self.durable_seq)
+                    return
+            time.sleep(0.005)
+        try:
+            _store_snapshot(self.engine, row)
+        except Exception:  # a snapshot not stored costs a longer restart, nothing else
+            log.exception("snapshot at record %d not stored", row.seq)
 
     # --- batches (written by the batcher, synchronously) ---
 
@@ -324,12 +374,8 @@ class Journal:
                 item = q.get()
                 if item is _STOP:
                     return
-                if type(item) is SnapshotRow:  # every record before it in the queue is committed
-                    self._store_snapshot(conn, item)
-                    continue
                 rows = item if type(item) is list else [item]
                 stop = False
-                snapshot = None
                 while len(rows) < group:
                     try:
                         item = q.get_nowait()
@@ -337,9 +383,6 @@ class Journal:
                         break
                     if item is _STOP:
                         stop = True
-                        break
-                    if type(item) is SnapshotRow:  # after this group's commit: it includes them
-                        snapshot = item
                         break
                     if type(item) is list:
                         rows += item
@@ -357,19 +400,8 @@ class Journal:
                 self.committed += len(rows)
                 self.durable_seq = rows[-1][0]
                 self.on_durable(self.durable_seq)
-                if snapshot is not None:
-                    self._store_snapshot(conn, snapshot)
                 if stop:
                     return
-
-    def _store_snapshot(self, conn: Any, row: SnapshotRow) -> None:
-        """Its own transaction: a snapshot that cannot be stored costs a longer restart, nothing
-        else, so it never fails the journal."""
-        try:
-            _insert_snapshot(conn, row)
-        except Exception:
-            log.exception("snapshot at record %d not stored", row.seq)
-            conn.rollback()
 
     def close(self) -> None:
         if self.thread is not None and self.thread.is_alive():
@@ -377,4 +409,7 @@ class Journal:
             self.queue.put(_STOP)
             self.thread.join(30)
         self.thread = None
+        if self.snapshot_thread is not None:  # once the records it waits for are in, or never will be
+            self.snapshot_thread.join(300)
+            self.snapshot_thread = None
         self.engine.dispose()

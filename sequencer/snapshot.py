@@ -3,8 +3,8 @@ spec state after the batches that were final then. A restart loads the newest sn
 this genesis and code, replays only the records after S and re-executes only the later batches.
 
 Taking one pauses the event loop only for a fork (copy-on-write, as Redis's BGSAVE): the child
-serialises the frozen picture into a pipe and the writer thread stores it once every record up
-to S is committed. Without fork (not POSIX) it is serialised on the loop (bench/restart.py).
+serialises the frozen picture into a pipe and the journal stores it, in parts, once every record
+up to S is committed. Without fork (not POSIX) it is serialised on the loop (bench/restart.py).
 """
 
 from __future__ import annotations
@@ -268,10 +268,10 @@ def _collect(pid: int, fd: int) -> bytes | None:
 def load(genesis: Genesis, journal: Journal) -> Snapshot | None:
     """The newest stored snapshot that fits; each one that does not is skipped with a warning."""
     for seq in journal.snapshot_seqs():
-        row = journal.load_snapshot(seq)
-        if row is None:
-            continue
         try:
+            row = journal.load_snapshot(seq)
+            if row is None:
+                continue
             return decode(row, genesis, journal)
         except Exception as exc:  # unreadable, foreign or stale: an older one, or the full replay
             log.warning("snapshot at record %d skipped: %s", seq, exc)

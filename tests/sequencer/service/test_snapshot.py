@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from contracts_spec.params import DEV
+from sequencer import journal as journal_module
 from sequencer.batcher import Batcher
 from sequencer.core import Core
-from sequencer.journal import Journal, SnapshotRow, snapshots
+from sequencer.journal import Journal, SnapshotRow, snapshot_parts, snapshots
 from sequencer.node import Node, recover_core, restore_core
 from sequencer.scenario import Keys, dev_genesis
 from sequencer.snapshot import VERSION, Snapshotter, decode, genesis_hash
@@ -180,7 +181,7 @@ def put_snapshot(db: tuple[str, str | None], row: SnapshotRow) -> None:
     journal.close()
 
 
-@pytest.mark.parametrize("bad", ["corrupt", "foreign", "version", "misnumbered"])
+@pytest.mark.parametrize("bad", ["corrupt", "foreign", "version", "misnumbered", "part-missing"])
 def test_a_bad_snapshot_is_skipped_for_the_next_older(db: tuple[str, str | None], bad: str,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     live, taken = run_live(db, True, 0)
@@ -194,9 +195,14 @@ def test_a_bad_snapshot_is_skipped_for_the_next_older(db: tuple[str, str | None]
     row = {"corrupt": SnapshotRow(live.seq - 1, 0, good.genesis, VERSION, bytes(body[:len(body) // 2])),
            "foreign": SnapshotRow(live.seq - 1, 0, other, VERSION, good.body),
            "version": SnapshotRow(live.seq - 1, 0, good.genesis, VERSION + 1, good.body),
-           "misnumbered": SnapshotRow(live.seq - 1, 0, good.genesis, VERSION, good.body)}[bad]
+           "misnumbered": SnapshotRow(live.seq - 1, 0, good.genesis, VERSION, good.body),
+           "part-missing": SnapshotRow(live.seq - 1, 0, good.genesis, VERSION, good.body)}[bad]
     put_snapshot(db, row)
     journal = Journal.open(db[0], db[1])
+    if bad == "part-missing":
+        with journal.engine.begin() as conn:
+            conn.execute(snapshot_parts.delete().where(snapshot_parts.c.seq == live.seq - 1,
+                                                       snapshot_parts.c.part == 0))
     assert journal.snapshot_seqs() == [live.seq - 1, taken]
     with caplog.at_level(logging.WARNING, "rampart.snapshot"):
         restored, snapshot = restore_core(live.genesis, journal, [])
@@ -211,16 +217,20 @@ def test_a_bad_snapshot_is_skipped_for_the_next_older(db: tuple[str, str | None]
     assert snapshot is None and core_view(restored, 0) == core_view(live, 0)
 
 
-def test_the_writer_keeps_the_newest_two_snapshots_behind_their_records(db: tuple[str, str | None]) -> None:
+def test_the_journal_keeps_the_newest_two_snapshots_behind_their_records(db: tuple[str, str | None],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "PART_BYTES", 3)
     journal = Journal.open(db[0], db[1], group=4)
     journal.start()
     for n in range(1, 31):
         journal.append(9, n, b"")
         if n % 10 == 0:
-            journal.write_snapshot(SnapshotRow(n, 0, "g", VERSION, bytes([n])))
+            journal.write_snapshot(SnapshotRow(n, 0, "g", VERSION, bytes(range(n))))  # in parts of 3 bytes
     journal.close()
     journal = Journal.open(db[0], db[1])
-    assert journal.snapshot_seqs() == [30, 20] and journal.load_snapshot(20).body == bytes([20])  # type: ignore[union-attr]
+    assert journal.snapshot_seqs() == [30, 20] and journal.load_snapshot(20).body == bytes(range(20))  # type: ignore[union-attr]
+    with journal.engine.connect() as conn:
+        assert sorted(set(conn.execute(snapshot_parts.select()).scalars())) == [20, 30]  # no stray parts
     assert [r.seq for r in journal.replay(after=20)] == list(range(21, 31)) and journal.last_now == 30
     with pytest.raises(Exception, match="ahead of the journal"):
         journal.write_snapshot(SnapshotRow(31, 0, "g", VERSION, b""))
