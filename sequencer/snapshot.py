@@ -286,7 +286,7 @@ def decode(row: SnapshotRow, genesis: Genesis, journal: Journal | None) -> Snaps
         raise SnapshotMismatch(f"version {row.version}, this code reads {VERSION}")
     if journal is not None and row.seq >= journal.next_seq:
         raise SnapshotMismatch(f"ahead of the journal (which ends at {journal.next_seq - 1})")
-    with _no_gc():
+    with _no_gc():  # pickle: the journal's database is trusted as much as its records are
         shot = pickle.loads(row.body)
     fields = shot["fields"]
     # Verify it holds exactly the fields this code's core has
