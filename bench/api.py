@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -184,6 +185,13 @@ async def paced_run(port: int, bodies: list[bytes], rate: float, clients: int) -
     return sorted(latencies)
 
 
+def bucket_quantile(metrics: str, name: str, q: float) -> float:
+    """The upper bound of the Prometheus histogram bucket holding quantile q (inf: above every bucket)."""
+    buckets = [(float(le), float(n)) for le, n in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', metrics, re.M)]
+    total = buckets[-1][1] if buckets else 0.0
+    return next((le for le, n in buckets if total and n >= q * total), float("inf"))
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and its live descendants (the signature workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -296,6 +304,11 @@ def main() -> None:
                 lat = asyncio.run(paced_run(seq_port, paced_bodies, 1000.0, 64))
             print(f"ack latency at 1,000 orders/s ({len(lat):,} orders): p50 {lat[len(lat) // 2] * 1e3:.2f} ms, "
                   f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.2f} ms")
+            text = http.get("/metrics").text
+            print(f"sequencer's own view over the run: trading answers p50 <= {bucket_quantile(text, 'rampart_trading_answer_seconds', 0.5) * 1e3:g} ms, "
+                  f"p99 <= {bucket_quantile(text, 'rampart_trading_answer_seconds', 0.99) * 1e3:g} ms; event-loop lag "
+                  f"p99 <= {bucket_quantile(text, 'rampart_event_loop_lag_seconds', 0.99) * 1e3:g} ms; "
+                  f"batch build p50 <= {bucket_quantile(text, 'rampart_batch_build_seconds', 0.5) * 1e3:g} ms")
             health = http.get("/health").json()
             print(f"sequencer: {health['outputs']:,} outputs, {health['batches']} batches posted")
         finally:

@@ -243,7 +243,8 @@ def create_app(node: Any) -> FastAPI:
         "/v1/orders/cancel-all": lambda body, query, c: svc.cancel_all(body, c),
         "/v1/orders/replace": lambda body, query, c: svc.replace(body, parse_stp(query.get("stp")), c),
     }
-    app.add_middleware(FastLane, routes=trading, max_body=settings.max_body_bytes)
+    app.add_middleware(FastLane, routes=trading, max_body=settings.max_body_bytes,
+                       observe=node.metrics.ack_latency.observe)
 
     async def trade(request: Request) -> Any:
         return await trading[request.url.path](await read_json(request), dict(request.query_params), conn(request))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -31,7 +33,22 @@ class Metrics:
         self.busted = Counter("rampart_busted_outputs", "Outputs a rollback busted (fills, withdrawals, ...)",
                               registry=r)
 
+        self.ack_latency = Histogram("rampart_trading_answer_seconds",
+                                     "From a trading request's body read to its answer (journal commit included)",
+                                     registry=r, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                          0.25, 0.5, 1, 2.5))
+        self.loop_lag = Histogram("rampart_event_loop_lag_seconds",
+                                  "How late a 50 ms timer fires on the serving event loop", registry=r,
+                                  buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self._seen: dict[str, int] = {}
+
+    async def watch_loop(self, period: float = 0.05) -> None:
+        """Sample the event loop's lag forever: what every request waits on top of its own work."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag.observe(max(0.0, loop.time() - start - period))
 
     def sync(self, counters: dict[str, int]) -> None:
         """Bring the order and fill counters up to the core's own counts."""

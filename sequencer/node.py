@@ -141,7 +141,8 @@ class Node:
         self.hub.reset_books()
         self.tasks = [asyncio.create_task(self.follower.follow(), name="follow"),
                       asyncio.create_task(self.follower.batches(), name="batches"),
-                      asyncio.create_task(self.snapshotter.run(), name="snapshots")]
+                      asyncio.create_task(self.snapshotter.run(), name="snapshots"),
+                      asyncio.create_task(self.metrics.watch_loop(), name="loop-lag")]
         if self.defender is not None:
             self.defender.start()
 

@@ -5,6 +5,7 @@ is answered only once its journal record is durable.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -76,6 +77,10 @@ class Limits:
 
 def hex0x(b: bytes) -> str:
     return "0x" + b.hex()
+
+
+# orders of a batch request executed between two turns of the event loop
+_YIELD_EVERY = 128
 
 
 class Service:
@@ -172,7 +177,9 @@ class Service:
         recovered = iter(await self.verifier.recover_many(pairs))
         results: list[dict[str, Any]] = []
         last = 0
-        for item in parsed:
+        for i, item in enumerate(parsed):
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let other requests in: a big batch never holds the loop for long
             if isinstance(item, ApiError):
                 self._count_reject(item.code)
                 results.append(error_entry(item))

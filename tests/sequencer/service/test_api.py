@@ -3,6 +3,7 @@ account privacy, withdrawals claimed on the base layer, forced withdrawals, the 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -199,10 +200,14 @@ def test_hyperliquid_shaped_routes_and_docs(market: Net, trader: Any) -> None:
     spec = net.http.get("/openapi.json").json()
     assert "/v1/orders/batch" in spec["paths"] and "OrderWire" in spec["components"]["schemas"]
     assert net.http.get("/health").json()["status"] == "ok"
+    assert net.http.post("/v1/orders", json=alice.order(True, PRICE - 6, 1)).json()["status"] == "ok"  # the fast lane
     metrics = net.http.get("/metrics").text
     for name in ("rampart_orders_total", "rampart_fills_total", "rampart_batch_txs", "rampart_batch_post_seconds",
                  "rampart_games"):
         assert name in metrics
+    answered = re.search(r"^rampart_trading_answer_seconds_count (\S+)$", metrics, re.M)
+    assert answered is not None and float(answered.group(1)) >= 1  # the fast lane's answers are timed
+    assert "rampart_event_loop_lag_seconds_bucket" in metrics
 
 
 def test_limits_per_account_and_connection(net_factory: Any, trader: Any) -> None:
