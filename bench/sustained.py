@@ -14,7 +14,8 @@ Figures: replay trades/s from the process start and from the node being ready (i
 bound), and the ratio verifier / sequencer. The goal is at least 2x: a verifier never falls behind.
 
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
-                                 [--verifier-workers W[,W...]] [--verifier-runs R] [--profile PATH]
+                                 [--verifier-workers W[,W...]] [--verifier-runs R] [--baseline DIR]
+                                 [--profile PATH]
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ class Procs:
         self.running: list[subprocess.Popen[bytes]] = []
 
     def start(self, cmd: list[str], log: str, env: dict[str, str] | None = None,
-              probe: str | None = None) -> subprocess.Popen[bytes]:
+              probe: str | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
         out = (self.tmp / log).open("ab")
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                start_new_session=True)
         self.running.append(proc)
         for _ in range(1200 if probe else 0):
             if proc.poll() is not None:
@@ -216,6 +218,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     seq_port = free_port()
     seq_url = f"http://127.0.0.1:{seq_port}"
     env = {**os.environ, "RAMPART_SEQUENCER_KEY": keys["sequencer"].hex()}
+    cpu0 = children_cpu()
     seq = procs.start([sys.executable, "-m", "sequencer.cli", "--l1", l1_url, "--db",
                        f"sqlite:///{procs.tmp / 'journal.db'}", "--port", str(seq_port), "--batch-interval",
                        str(a.batch_interval), "--verify-workers", str(a.verify_workers)], "seq.log", env,
@@ -249,6 +252,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     batches = [b for b in all_batches(http) if b["index"] >= first_index]
     http.close()
     procs.stop(seq)  # phase 2 has the machine to itself
+    cpu = children_cpu() - cpu0  # the sequencer and its signature workers, from start to stop
     with L1Client(l1_url) as client:
         trades = sum(count_trades(decode_body(client.batch_data(b["dataHash"]), genesis.preset.max_batch_txs))
                      for b in batches)
@@ -259,9 +263,11 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     print(f"  posted {trades:,} trades ({txs:,} txs) in {len(batches)} batches, last posted {posted - acked:.2f} s "
           f"after the last ack: {seconds:.2f} s from the first order = {trades / seconds:,.0f} trades/s "
           f"sustained ({load()})")
+    print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
+          f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
     if trades * 2 != ok:
         print(f"  note: {ok:,} orders made {trades:,} trades, not one trade per two orders")
-    return {"trades": trades, "rate": trades / seconds, "batches": len(batches), "last_index": batches[-1]["index"]}
+    return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches), "last_index": batches[-1]["index"]}
 
 
 # --- phase 2: a fresh verifier ---------------------------------------------------------------------------
@@ -295,7 +301,10 @@ def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
 
 
 def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, run: int,
-                   target: dict[str, Any], workers: str) -> float:
+                   target: dict[str, Any], variant: str) -> float:
+    """One fresh verifier; `variant` is a RAMPART_VERIFIER_WORKERS value, "default", or "baseline"
+    (the verifier of the checkout at --baseline, with its defaults)."""
+    workers, cwd = (variant, None) if variant != "baseline" else ("default", a.baseline)
     work = procs.tmp / f"verifier-{run}"
     work.mkdir()
     write_key(work / "key.json", keys["victor"])
@@ -309,7 +318,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     before = load()
     cpu0 = children_cpu()
     started = time.perf_counter()
-    proc = procs.start(cmd, f"verifier-{run}.log", env)
+    proc = procs.start(cmd, f"verifier-{run}.log", env, cwd=cwd)
     ready = None
     try:
         while True:
@@ -329,17 +338,22 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     cpu = children_cpu() - cpu0  # the node and its pool, start-up and shutdown included
     status = subprocess.run([sys.executable, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}",
                              "--key-file", str(work / "key.json"), "status", "--json"], capture_output=True,
-                            text=True, timeout=120, env=env)
+                            text=True, timeout=120, env=env, cwd=cwd)
     verified = json.loads(status.stdout)["verified"]["batches"] if status.returncode == 0 else status.stderr
     _, _, trades = db_progress(db)
     assert ready is not None
     rate, rate_ready = trades / (done - started), trades / (done - ready)
-    print(f"  run {run}, workers {workers}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
+    print(f"  run {run}, {label(variant)}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
           f"{rate:,.0f} trades/s ({rate / target['rate']:.2f}x the sequencer); from the node ready "
           f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
-          f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s), judge_batch {db_judge_seconds(db):.2f} s; status: {verified}; before {before}, "
+          f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s, {trades / cpu / target['per_cpu']:.2f}x the "
+          f"sequencer's), judge_batch {db_judge_seconds(db):.2f} s; status: {verified}; before {before}, "
           f"after {load()}", flush=True)
     return rate
+
+
+def label(variant: str) -> str:
+    return "baseline" if variant == "baseline" else f"workers {variant}"
 
 
 def main() -> None:
@@ -354,6 +368,8 @@ def main() -> None:
                         "a pool of two); default: the verifier's own default")
     p.add_argument("--verifier-runs", type=int, default=2, help="fresh verifiers timed one after another, "
                    "per --verifier-workers value (values alternate)")
+    p.add_argument("--baseline", type=Path, help="also time the verifier of this checkout (e.g. a git worktree "
+                   "of an earlier commit), alternating with the others on the same batches")
     p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
     a = p.parse_args()
     keys = Keys("bench/")
@@ -370,7 +386,7 @@ def main() -> None:
             target = sequencer_phase(a, procs, keys, genesis, l1_url)
             print(f"phase 2, fresh verifiers over those {target['batches']} batches (and the setup before them), "
                   f"the sequencer stopped:", flush=True)
-            choices = a.verifier_workers.split(",")
+            choices = a.verifier_workers.split(",") + (["baseline"] if a.baseline else [])
             rates: dict[str, list[float]] = {w: [] for w in choices}
             for run in range(a.verifier_runs * len(choices)):
                 w = choices[run % len(choices)]
@@ -378,7 +394,7 @@ def main() -> None:
             seq = target["rate"]
             for w, got in rates.items():
                 ratios = ", ".join(f"{r / seq:.2f}x" for r in got)
-                print(f"verifier (workers {w}) / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} "
+                print(f"verifier ({label(w)}) / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} "
                       f"trades/s posted, verifier {', '.join(f'{r:,.0f}' for r in got)} trades/s")
         finally:
             procs.stop_all()

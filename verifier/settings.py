@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     join: bool = True  # open our own game when another's game on a wrong batch heads the wrong way
     claim: bool = True  # claim bonds and winnings as soon as they are credited
     # Processes recovering order signatures, for the next batch while the node executes this one
-    # (0: one per CPU on machines with 2 or more; 1: inline); batches under `parallel_orders`
-    # orders are recovered inline, where a pool's overhead would cost more than it saves
+    # (0: one per CPU but the node's own, none on one CPU; 1: inline, in the node; N: N processes);
+    # batches under `parallel_orders` orders are recovered inline, where a pool's overhead would
+    # cost more than it saves
     workers: int = Field(0, ge=0)
     parallel_orders: int = Field(2_000, ge=1)
     # Warn when the side to move in a watched game has less than this share of its clock left

@@ -23,9 +23,12 @@ from contracts_spec.types import Address, Hash32, Preset, SignedOrder
 
 _Derived = tuple[Hash32, Address | None]
 
-# From two CPUs a pool pays: its workers recover the next batch's signatures on the other core
-# while the node executes this one (bench/sustained.py); on one CPU it only competes with the node
-POOL_MIN_CPUS = 2
+
+def default_pool_size(cpus: int) -> int:
+    """Worker processes when none are configured: every CPU but the one the node executes batches
+    on, since the pool recovers the next batch's signatures meanwhile. A worker per CPU starved the
+    node on a busy 2-CPU machine (bench/sustained.py: judge_batch twice as slow); one CPU, none."""
+    return max(cpus - 1, 0)
 
 
 def derive(preset: Preset, orders: Sequence[SignedOrder]) -> list[_Derived]:
@@ -96,9 +99,10 @@ class Signers:
     next (bench/sustained.py measures it)."""
 
     def __init__(self, preset: Preset, workers: int = 0, parallel_orders: int = 2_000, cache_size: int = 200_000):
+        """`workers`: 0 picks `default_pool_size`; 1 recovers inline, in the node's process; N > 1
+        starts N worker processes."""
         self.preset = preset
-        cpus = os.cpu_count() or 1
-        self.workers = workers or (cpus if cpus >= POOL_MIN_CPUS else 1)
+        self.pool_size = default_pool_size(os.cpu_count() or 1) if workers == 0 else 0 if workers == 1 else workers
         self.parallel_orders = parallel_orders
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, _Derived] = OrderedDict()
@@ -131,11 +135,11 @@ class Signers:
             ids[i] = hit[0]
             if hit[1] is not None:
                 signers[i] = hit[1]
-        if len(todo) < self.parallel_orders or self.workers < 2:
+        if len(todo) < self.parallel_orders or self.pool_size == 0:
             return Pending(self, ids, signers, todo, keys, derive(self.preset, [orders[i] for i in todo]))
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
-        chunks = self.workers * 4  # small enough chunks that a slow worker does not hold up the rest
+            self._pool = ProcessPoolExecutor(self.pool_size)
+        chunks = self.pool_size * 4  # small enough chunks that a slow worker does not hold up the rest
         size = -(-len(keys) // chunks)
         parts = [self._pool.submit(derive_encoded, self.preset, keys[i : i + size]) for i in range(0, len(keys), size)]
         return Pending(self, ids, signers, todo, keys, parts)

@@ -14,7 +14,7 @@ from contracts_spec import eip712
 from contracts_spec.crypto import recover_address
 from contracts_spec.types import Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
-from verifier.signers import Pending, Signers, derive
+from verifier.signers import Pending, Signers, default_pool_size, derive
 
 keys = Keys("signers-")
 genesis = dev_genesis(keys)
@@ -103,3 +103,12 @@ def test_derive_leaves_out_what_does_not_recover() -> None:
     got = derive(PRESET, orders)
     assert [oid for oid, _ in got] == [eip712.order_digest(PRESET, so.order) for so in orders]
     assert got[2][1] is None and got[0][1] == orders[0].order.account
+
+
+@pytest.mark.parametrize(("workers", "cpus", "pool"), [(0, 1, 0), (0, 2, 1), (0, 8, 7), (1, 8, 0), (3, 2, 3)])
+def test_pool_size(workers: int, cpus: int, pool: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0: a worker per CPU but the node's own; 1: inline; N: N workers."""
+    monkeypatch.setattr("verifier.signers.os.cpu_count", lambda: cpus)
+    assert Signers(PRESET, workers=workers).pool_size == pool
+    if workers == 0:
+        assert default_pool_size(cpus) == pool
