@@ -10,12 +10,14 @@ Signatures are recovered on the event loop, or by worker processes when `verify_
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
 
 from contracts_spec import eip712
@@ -37,6 +39,8 @@ from contracts_spec.types import (
     Withdraw,
 )
 from sequencer.errors import ApiError, bad_signature, malformed, unknown_market, wrong_signer
+
+log = logging.getLogger("rampart.intake")
 
 U32: Final = (1 << 32) - 1
 U64: Final = (1 << 64) - 1
@@ -242,26 +246,42 @@ class Verifier:
     With workers, single messages that arrive in the same turn of the event loop are recovered
     together in one chunk (`recover`); a turn with fewer than `inline_below` of them is done
     inline, where a round trip to a worker would cost the loop more than the recovery itself.
+    A worker that dies (killed, out of memory) costs one chunk recovered inline and a new pool.
     """
 
     def __init__(self, workers: int = 0, chunk: int = 256, inline_below: int = 4) -> None:
         self.workers = workers
         self.chunk = chunk
         self.inline_below = inline_below
+        self.pool = self._new_pool() if workers > 0 else None
+        self._pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         # spawned, not forked: a worker must not inherit the listening socket, and it leaves
         # when the sequencer is gone, even by kill -9 (_watch_parent)
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_watch_parent, initargs=(os.getpid(),)) if workers > 0 else None
-        self._pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]] = []
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_watch_parent, initargs=(os.getpid(),))
+
+    async def _on_pool(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
+        pool = self.pool
+        if pool is None:
+            return _recover_chunk(pairs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, _recover_chunk, pairs)
+        except BrokenProcessPool:
+            log.error("a signature worker died: starting new ones, this chunk is recovered inline")
+            if self.pool is pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+            return _recover_chunk(pairs)
 
     async def recover_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
         if self.pool is None or len(pairs) < 8:
-            return [recover_or_none(d, s) for d, s in pairs]
-        loop = asyncio.get_running_loop()
+            return _recover_chunk(pairs)
         size = max(8, min(self.chunk, -(-len(pairs) // (2 * self.workers))))
-        parts = [pairs[i:i + size] for i in range(0, len(pairs), size)]
-        results = await asyncio.gather(*(loop.run_in_executor(self.pool, _recover_chunk, p) for p in parts))
-        return [r for part in results for r in part]
+        parts = await asyncio.gather(*(self._on_pool(pairs[i:i + size]) for i in range(0, len(pairs), size)))
+        return [r for part in parts for r in part]
 
     async def recover(self, digest: bytes, signature: bytes) -> bytes | None:
         """One signature, batched with the others of this loop turn."""
@@ -281,22 +301,21 @@ class Verifier:
                 if not fut.done():
                     fut.set_result(recover_or_none(d, s))
             return
-        loop = asyncio.get_running_loop()
+        task = asyncio.get_running_loop().create_task(self._deliver(pending))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        def deliver(done: Any) -> None:
-            try:
-                results = done.result()
-            except BaseException as exc:  # a dead worker: every waiter hears of it
-                for _, _, fut in pending:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
-            for (_, _, fut), result in zip(pending, results, strict=True):
+    async def _deliver(self, pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]]) -> None:
+        try:
+            results = await self._on_pool([(d, s) for d, s, _ in pending])
+        except BaseException as exc:  # every waiter hears of it
+            for _, _, fut in pending:
                 if not fut.done():
-                    fut.set_result(result)
-
-        work = loop.run_in_executor(self.pool, _recover_chunk, [(d, s) for d, s, _ in pending])
-        work.add_done_callback(deliver)
+                    fut.set_exception(exc)
+            raise
+        for (_, _, fut), result in zip(pending, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
 
     def close(self) -> None:
         if self.pool is not None:

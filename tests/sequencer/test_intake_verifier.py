@@ -112,3 +112,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_dead_worker_costs_one_inline_chunk_and_a_new_pool() -> None:
+    pairs, expected = signed_pairs(20)
+
+    async def run() -> tuple[list[bytes | None], list[bytes | None]]:
+        verifier = Verifier(1)
+        try:
+            first = await verifier.recover_many(pairs)
+            original = verifier.pool
+            assert original is not None
+            for worker in list(original._processes.values()):
+                worker.kill()
+                worker.join()
+            second = await verifier.recover_many(pairs)  # broken pool: inline, then a new pool
+            assert verifier.pool is not original
+            third = list(await asyncio.gather(*(verifier.recover(d, s) for d, s in pairs)))
+            return first, second + third
+        finally:
+            verifier.close()
+
+    first, later = asyncio.run(run())
+    assert first == expected and later == expected + expected
