@@ -401,4 +401,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the children are stopped by then
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
