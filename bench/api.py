@@ -185,6 +185,15 @@ async def paced_run(port: int, bodies: list[bytes], rate: float, clients: int) -
     return sorted(latencies)
 
 
+def settle(http: httpx.Client) -> None:
+    """Wait until every output the sequencer has is in a posted batch (bounded)."""
+    for _ in range(1200):
+        h = http.get("/health").json()
+        if h["batched"] >= h["outputs"] and not h["pendingPost"]:
+            return
+        time.sleep(0.1)
+
+
 def bucket_quantile(metrics: str, name: str, q: float) -> float:
     """The upper bound of the Prometheus histogram bucket holding quantile q (inf: above every bucket)."""
     buckets = [(float(le), float(n)) for le, n in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', metrics, re.M)]
@@ -288,6 +297,7 @@ def main() -> None:
             print(f"batch endpoint: {ok:,} of {len(batch_bodies):,} orders acknowledged in {elapsed:.2f} s = "
                   f"{ok / elapsed:,.0f} signed orders/s ({a.batch} per request, {a.batch_clients} connections); "
                   f"sequencer CPU {cpu / ok * 1e6:.0f} us/order (load {os.getloadavg()[0]:.1f})")
+            settle(http)  # the batches of the last phase are built and posted before the next starts
             bare_pid = procs[2].pid
             bare_cpu = cpu_seconds(bare_pid)
             bare_t, bare_n = asyncio.run(single_run(bare_port, single_bodies, a.clients))
@@ -300,6 +310,7 @@ def main() -> None:
                   f"bare FastAPI parse-only {bare_n / bare_t:,.0f} req/s, ratio {seq_n / seq_t / (bare_n / bare_t):.2f}; "
                   f"CPU per request: rampart {cpu / seq_n * 1e6:.0f} us, bare {bare_cpu / bare_n * 1e6:.0f} us "
                   f"(load {os.getloadavg()[0]:.1f})")
+            settle(http)
             with spy("paced"):
                 lat = asyncio.run(paced_run(seq_port, paced_bodies, 1000.0, 64))
             print(f"ack latency at 1,000 orders/s ({len(lat):,} orders): p50 {lat[len(lat) // 2] * 1e3:.2f} ms, "
