@@ -45,7 +45,7 @@ def test_every_mode_recovers_the_same_signers() -> None:
     pairs, expected = signed_pairs(40)
 
     async def run(workers: int) -> tuple[list[bytes | None], list[bytes | None]]:
-        verifier = Verifier(workers)
+        verifier = Verifier(workers, inline_below=4)  # 40 singles in one turn: one chunk on the worker
         try:
             many = await verifier.recover_many(pairs)
             singles = await asyncio.gather(*(verifier.recover(d, s) for d, s in pairs))  # one loop turn: a chunk
