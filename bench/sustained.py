@@ -146,9 +146,10 @@ def wire(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: i
 def rounds(keys: Keys, genesis: Any, orders: int, size: int) -> list[bytes]:
     """Request bodies of `size` orders each: size/2 resting makers at successive prices, then
     size/2 takers, the k-th of the same size at the k-th maker's price, so it fills exactly that
-    maker (the ones before it are gone). The server executes a request's orders back to back, so
-    concurrent requests never fill each other's orders. Sides alternate round by round (positions
-    stay bounded), markets and maker / taker pairs rotate."""
+    maker (the ones before it are gone). Round r trades in market r % 2 and `push` deals rounds
+    to its two connections in turn, so each connection has a market of its own: the server lets
+    other requests in while it works through a big one, and they never fill each other's orders.
+    Sides alternate every two rounds (positions stay bounded), maker / taker pairs rotate."""
     half = size // 2
     bodies = []
     nonce = 0
@@ -266,7 +267,8 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
           f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
     if trades * 2 != ok:
-        print(f"  note: {ok:,} orders made {trades:,} trades, not one trade per two orders")
+        print(f"  WARNING: {ok:,} orders made {trades:,} trades, not one trade per two orders: the workload "
+              f"did not trade as designed")
     return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches), "last_index": batches[-1]["index"]}
 
 
@@ -360,7 +362,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", type=int, default=60_000, help="orders pushed (every one trades)")
     p.add_argument("--batch", type=int, default=1000, help="orders per request (half makers, half takers)")
-    p.add_argument("--clients", type=int, default=2, help="concurrent connections")
+    p.add_argument("--clients", type=int, default=2, choices=(1, 2),
+                   help="concurrent connections (at most one per market, so requests never fill each other's)")
     p.add_argument("--batch-interval", type=float, default=1.0, help="the sequencer's --batch-interval")
     p.add_argument("--verify-workers", type=int, default=1, help="the sequencer's signature workers")
     p.add_argument("--verifier-workers", default="default",
