@@ -56,15 +56,20 @@ class Hub:
         self.book: defaultdict[int, tuple[dict[int, int], dict[int, int]]] = defaultdict(lambda: ({}, {}))
         self.book_seq: defaultdict[int, int] = defaultdict(int, {m: 0 for m in self.core.markets})
         self.dropped = 0
+        self.stale: set[int] = set()  # markets nobody watches: their mirror is rebuilt on a first subscription
         self.reset_books()
         self.core.listeners.append(self.on_core)
 
     def reset_books(self) -> None:
         """The durable book mirror the diffs are taken against, from the engine's books."""
         for mid in self.core.markets:
-            bids, asks = self.core.levels(mid, 1 << 30)
-            self.book[mid] = (dict(bids), dict(asks))
+            self._rebuild(mid)
         self.core.touched_levels.clear()
+
+    def _rebuild(self, market: int) -> None:
+        bids, asks = self.core.levels(market, 1 << 30)
+        self.book[market] = (dict(bids), dict(asks))
+        self.stale.discard(market)
 
     # --- publishing ---
 
@@ -168,7 +173,11 @@ class Hub:
         if not touched:
             return
         diffs: dict[int, tuple[list[list[int]], list[list[int]]]] = {}
+        subs, stale, unseen = self.subs, self.stale, set()
         for market, is_buy, price in sorted(touched):
+            if not subs.get(("book", market)):  # summing a level costs; nobody would see the diff
+                unseen.add(market)
+                continue
             size = core.level_size(market, is_buy, price)
             side = self.book[market][0 if is_buy else 1]
             if side.get(price, 0) == size:
@@ -179,6 +188,9 @@ class Hub:
                 side.pop(price, None)
             diffs.setdefault(market, ([], []))[0 if is_buy else 1].append([price, size])
         touched.clear()
+        for market in unseen:  # the book changed: its sequence moves on, its mirror waits for a watcher
+            stale.add(market)
+            self.book_seq[market] += 1
         for market, (bids, asks) in diffs.items():
             self.book_seq[market] += 1
             self.publish(("book", market), {"type": "update", "channel": "book", "market": core.markets[market].symbol,
@@ -274,6 +286,8 @@ class Hub:
         self.subs.setdefault(key, set()).add(conn)
         replies: list[dict[str, Any]] = [{"type": "subscribed", "channel": key[0]}]
         if key[0] == "book":
+            if key[1] in self.stale:
+                self._rebuild(key[1])
             replies.append(self.snapshot(key[1]))
         elif key[0] == "trades":
             replies.append({"type": "snapshot", "channel": "trades", "market": self.core.markets[key[1]].symbol,

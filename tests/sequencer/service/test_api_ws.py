@@ -52,8 +52,10 @@ def test_book_trades_account_and_batches(net: Net, trader: Any) -> None:
         ws.send(json.dumps({"op": "subscribe", "channel": "book", "market": "BTC-USD"}))
         assert recv(ws)["type"] == "subscribed"
         snap = recv(ws)
-        assert snap["type"] == "snapshot" and snap["bids"] == [[PRICE - 10, 5]]
+        assert snap["type"] == "snapshot" and snap["bids"] == [[PRICE - 10, 5]]  # the book changed unwatched
         seq = snap["seq"]
+        rest = net.http.get("/v1/markets/BTC-USD/book").json()
+        assert rest["seq"] == seq >= 1 and rest["bids"] == snap["bids"]  # REST and feed agree on where they are
         ws.send(json.dumps({"op": "subscribe", "channel": "trades", "market": 0}))
         until(ws, lambda m: m.get("channel") == "trades" and m["type"] == "snapshot")
         # the account channel refuses a subscription not signed by the account
