@@ -185,6 +185,14 @@ async def paced_run(port: int, bodies: list[bytes], rate: float, clients: int) -
     return sorted(latencies)
 
 
+def fund(l1_url: str, keys: Keys, accounts: int) -> None:
+    """Accounts bench0.. get native coin and USDC on the base layer and deposit the USDC."""
+    for i in range(accounts):
+        with L1Client(l1_url, keys[f"bench{i}"]) as c:
+            c.faucet(native=10**18, usdc=10**15)
+            c.deposit(10**15)
+
+
 def settle(http: httpx.Client) -> None:
     """Wait until every output the sequencer has is in a posted batch (bounded)."""
     for _ in range(1200):
@@ -271,10 +279,7 @@ def main() -> None:
                                 str(bare_port), "--log-level", "warning"], f"http://127.0.0.1:{bare_port}", "/docs",
                                tmp / "bare.log"))
             http = httpx.Client(base_url=seq_url, timeout=60)
-            for i in range(ACCOUNTS):
-                with L1Client(l1_url, keys[f"bench{i}"]) as c:
-                    c.faucet(native=10**18, usdc=10**15)
-                    c.deposit(10**15)
+            fund(l1_url, keys, ACCOUNTS)
             now = int(http.get("/v1/time").json()["time"])
             reports = []
             for n in ORACLE_NAMES[:2]:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.api, b
 
 import httpx  # noqa: E402
 
-from bench.api import Conn, free_port  # noqa: E402
+from bench.api import Conn, free_port, fund  # noqa: E402
 from contracts_spec import eip712  # noqa: E402
 from contracts_spec.params import genesis_to_json  # noqa: E402
 from contracts_spec.types import Order, TimeInForce  # noqa: E402
@@ -225,10 +225,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
                        str(a.batch_interval), "--verify-workers", str(a.verify_workers)], "seq.log", env,
                       seq_url + "/health")
     http = httpx.Client(base_url=seq_url, timeout=60)
-    for i in range(ACCOUNTS):
-        with L1Client(l1_url, keys[f"bench{i}"]) as c:
-            c.faucet(native=10**18, usdc=10**15)
-            c.deposit(10**15)
+    fund(l1_url, keys, ACCOUNTS)
     now = int(http.get("/v1/time").json()["time"])
     reports = []
     for market, price in PRICES.items():
