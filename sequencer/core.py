@@ -84,6 +84,7 @@ _PLACE_TAIL = struct.Struct(">BB")
 _QUEUE = struct.Struct(">Q20sQ")
 _GOVERNANCE = struct.Struct(">QQ")
 _SIGNED_ORDER_BYTES = 132
+_STPS = tuple(Stp)  # by value: Stp(n) without the enum call
 _TIF_NAMES = ("GTC", "IOC", "FOK", "POST_ONLY")
 
 
@@ -334,7 +335,7 @@ class Core:
                market_order: bool) -> tuple[Reject | None, Any]:
         engine = self.engine
         order = signed.order
-        reject = engine.place(signed, order_id, Stp(stp), now, market_order)
+        reject = engine.place(signed, order_id, _STPS[stp], now, market_order)
         if reject is not None:
             self.counters["rejects"] += 1
             return reject, None

@@ -45,7 +45,6 @@ log = logging.getLogger("rampart.intake")
 U32: Final = (1 << 32) - 1
 U64: Final = (1 << 64) - 1
 _DIGITS: Final = frozenset("0123456789")
-_HEX: Final = frozenset("0123456789abcdefABCDEF")
 TIFS: Final = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK,
                "POST_ONLY": TimeInForce.POST_ONLY, "ALO": TimeInForce.POST_ONLY,  # Hyperliquid's name
                "Gtc": TimeInForce.GTC, "Ioc": TimeInForce.IOC, "Alo": TimeInForce.POST_ONLY}
@@ -85,10 +84,16 @@ def parse_bool(value: Any, name: str) -> bool:
 
 
 def parse_hex(value: Any, name: str, size: int) -> bytes:
-    if value.__class__ is not str or len(value) != 2 + 2 * size or value[:2] not in ("0x", "0X") \
-            or not _HEX.issuperset(value[2:]):
-        raise malformed(f"{name} must be 0x and {size} bytes of hex")
-    return bytes.fromhex(value[2:])
+    # fromhex skips whitespace, so exactly `size` bytes from 2 * size characters means hex only
+    if value.__class__ is str and len(value) == 2 + 2 * size and value[:2] in ("0x", "0X"):
+        try:
+            out = bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+        else:
+            if len(out) == size:
+                return out
+    raise malformed(f"{name} must be 0x and {size} bytes of hex")
 
 
 def parse_address(value: Any, name: str = "account") -> Address:
