@@ -31,15 +31,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from contracts_spec import codec, dispute
+from contracts_spec.crypto import keccak
 from contracts_spec.dispute import Answer, Reveal, Seat, Step, StepProof
 from contracts_spec.errors import SpecError
 from contracts_spec.state import State
 from contracts_spec.stf import BridgeView, Env
 from contracts_spec.types import Address, BatchData, BatchHeader, Genesis, Hash32, Root
 from l1_mock.client import ClientBridge, GameInfo, L1Client, L1Error
-from verifier.trace import Fault, Trace, TraceMismatch
+from verifier.trace import REJECTED, Fault, Trace, TraceMismatch
 
 log = logging.getLogger("rampart.player")
+_SEAT_REJECTED: dict[Seat, Root] = {seat: keccak(REJECTED + bytes([seat])) for seat in Seat}
 
 # Refusals that only mean the chain's game moved on since we read it: the next tick re-reads it.
 STALE_CODES = frozenset({"game_over", "not_your_turn", "wrong_move", "clock_expired", "clock_running"})
@@ -356,7 +358,17 @@ class Player:
             if self._batch_fell(info.batch_id):  # unplayable, but moot: close it
                 return self._resolve(game_id)
             raise
-        move = dispute.next_move(g, self.seat, truth.root_at)
+        seat_rejected = _SEAT_REJECTED[self.seat]
+
+        def mine(index: int) -> Root:
+            # Past a transaction the rules reject there is no state: both sides' traces hold the
+            # same REJECTED marker there, and agreeing on it would move the game past the rejected
+            # transaction, where no one-step proof exists. Each seat's marker is its own, so no
+            # claim past a rejection is ever agreed with.
+            root = truth.root_at(index)
+            return seat_rejected if root == REJECTED else root
+
+        move = dispute.next_move(g, self.seat, mine)
         if move is None:
             return []
         proof = None

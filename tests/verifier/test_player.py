@@ -189,6 +189,28 @@ def test_a_rejected_transaction_claimed_valid_loses(arena: Arena) -> None:
     assert [(s["seat"], s["index"], s["rejected"]) for s in stepped] == [("challenger", 1, True)]
 
 
+def test_a_defender_whose_own_replay_is_rejected_never_agrees_past_the_rejection(arena: Arena) -> None:
+    """The sequencer's own defender re-executes with the spec (its batch kept a transaction the
+    rules reject): both traces hold no state past it. Agreeing there would carry the game past the
+    rejected transaction, where no one-step proof exists; the challenger must still step on it."""
+    b = arena.builder
+    b.reset()
+    arena.clients["alice"].faucet(usdc=100 * USDC)
+    arena.clients["alice"].deposit(100 * USDC)
+    b.deposit("alice", 100 * USDC)
+    b.withdraw("alice", 500 * USDC, 0)  # rejected: transaction 1 of 4, so the first midpoint (2) lies past it
+    b.withdraw("alice", 10 * USDC, 0)
+    b.withdraw("alice", 1 * USDC, 1)
+    bid = arena.post(b.data(), skip_rejected=True)
+    defender = arena.player("sequencer")  # the spec's replay of what it posted: rejected at 1
+    vera = arena.player("vera")
+    gid = vera.challenge(bid)
+    arena.drive(defender, vera, until=lambda: vera.is_done(gid) and defender.is_done(gid))
+    assert vera.outcome(gid).result == Result.WON  # type: ignore[union-attr]
+    stepped = [e.data for e in arena.seq.follow(names=["Stepped"]) if e.data["game_id"] == gid]
+    assert [(s["seat"], s["index"], s["rejected"]) for s in stepped] == [("challenger", 1, True)]
+
+
 def test_games_on_a_batch_built_on_a_lost_one_are_refunded(arena: Arena) -> None:
     outcomes: list[Outcome] = []
     bad = arena.post(arena.body(3), fault=arena.lie(1), build_on_lie=True)
