@@ -5,6 +5,7 @@ on PostgreSQL in a fresh schema per test. Traders sign with the spec's EIP-712 h
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -19,6 +20,8 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from contracts_spec import eip712
 from contracts_spec.types import Genesis, Order, TimeInForce
@@ -270,3 +273,32 @@ def net(net_factory: Any) -> Net:
 @pytest.fixture
 def trader(keys: Keys, genesis: Genesis) -> Callable[[str], Trader]:
     return lambda name: Trader(keys, genesis, name)
+
+
+class Feed:
+    """A WebSocket client on the sequencer's /ws that sends `subscriptions`, waits for one snapshot
+    each and keeps every message it receives."""
+
+    def __init__(self, net: Net, subscriptions: list[dict[str, Any]]) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.ws = connect(net.seq.url.replace("http", "ws") + "/ws")  # type: ignore[union-attr]
+        for sub in subscriptions:
+            self.ws.send(json.dumps({"op": "subscribe", **sub}))
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        wait_for(lambda: sum(m["type"] == "snapshot" for m in list(self.messages)) == len(subscriptions), "snapshots")
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.messages.append(json.loads(self.ws.recv()))
+        except (ConnectionClosed, OSError):
+            return
+
+    def of(self, channel: str, type_: str = "update", kind: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in list(self.messages) if m["type"] == type_ and m.get("channel") == channel
+                and (kind is None or m.get("kind") == kind)]
+
+    def close(self) -> None:
+        self.ws.close()
+        self.thread.join(10)

@@ -8,14 +8,10 @@ batch holding the application lost and rolled back applies the change once again
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from contracts_spec.state import State
 from contracts_spec.types import ApplyGovernance, SetMarketParams, SetOracleSigners
@@ -23,7 +19,7 @@ from sequencer.scenario import ORACLE_NAMES
 from verifier.node import Node as Verifier
 from verifier.player import fetch_batch
 
-from .conftest import BTC, NATIVE, Net, report_wire, wait_for
+from .conftest import BTC, NATIVE, Feed, Net, report_wire, wait_for
 from .disputes import PRICE, all_posted, chain_state, setup_market, trade
 from .test_rollback import all_final, assert_state_is_the_chains, corrupt_next_batch, rolled_back, vera  # noqa: F401 (vera: the fixture)
 
@@ -103,33 +99,6 @@ def test_fee_change_is_applied_at_its_batch(net: Net, trader: Any) -> None:
 # --- helpers for the tests below ----------------------------------------------------------------------
 
 
-class GovernanceFeed:
-    """A WebSocket client on the governance and markets channels, keeping every message."""
-
-    def __init__(self, net: Net) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.ws = connect(net.seq.url.replace("http", "ws") + "/ws")  # type: ignore[union-attr]
-        for channel in ("governance", "markets"):
-            self.ws.send(json.dumps({"op": "subscribe", "channel": channel}))
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-        wait_for(lambda: len([m for m in list(self.messages) if m["type"] == "snapshot"]) == 2, "snapshots")
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self.messages.append(json.loads(self.ws.recv()))
-        except (ConnectionClosed, OSError):
-            return
-
-    def of(self, channel: str, type_: str = "update") -> list[dict[str, Any]]:
-        return [m for m in list(self.messages) if m["type"] == type_ and m.get("channel") == channel]
-
-    def close(self) -> None:
-        self.ws.close()
-        self.thread.join(10)
-
-
 def announce(net: Net, change: Any) -> dict[str, Any]:
     with net.l1_client("governance") as gov:
         gov.faucet(native=NATIVE, usdc=0)
@@ -200,7 +169,7 @@ def test_oracle_signer_change_through_the_live_sequencer(net: Net, trader: Any) 
     all_posted(net)
     old = [net.keys.addr(n) for n in ORACLE_NAMES]
     new_signers = (net.keys.addr("oracle-2"), net.keys.addr("oracle-3"))
-    feed = GovernanceFeed(net)
+    feed = Feed(net, [{"channel": "governance"}, {"channel": "markets"}])
     try:
         [snapshot] = feed.of("governance", "snapshot")
         assert snapshot["data"]["changes"] == [] and snapshot["data"]["oracle"]["quorum"] == 2
@@ -270,7 +239,7 @@ def test_a_market_added_by_governance_takes_orders_once_effective(net: Net, trad
     sol = replace(net.genesis.markets[1], market_id=2, symbol="SOL-USD", lot_size="0.01", tick_size="0.001",
                   taker_fee_ppm=700)
     alice, bob = trader("alice"), trader("bob")
-    feed = GovernanceFeed(net)
+    feed = Feed(net, [{"channel": "governance"}, {"channel": "markets"}])
     try:
         announce(net, SetMarketParams(sol))
         change = wait_known(net, 0)

@@ -6,16 +6,12 @@ advance only. The journal runs on SQLite, and on PostgreSQL too with RAMPART_TES
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 import sequencer.batcher as batcher_module
 from contracts_spec import eip712
@@ -26,40 +22,19 @@ from verifier.keys import write_key
 from verifier.node import Node as Verifier
 from verifier.settings import Settings as VerifierSettings
 
-from .conftest import NATIVE, USDC, Net, wait_for
+from .conftest import NATIVE, USDC, Feed, Net, wait_for
 from .disputes import PRICE, all_posted, chain_state, setup_market, trade
 
 
-class Feed:
-    """A WebSocket client that keeps every message of the batches channel and of some accounts."""
-
-    def __init__(self, net: Net, names: list[str]) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.ws = connect(net.seq.url.replace("http", "ws") + "/ws")  # type: ignore[union-attr]
-        self.ws.send(json.dumps({"op": "subscribe", "channel": "batches"}))
-        for name in names:
-            ts = net.now()
-            sig = "0x" + eip712.sign_subscribe(net.genesis.preset, net.keys[name], ts).hex()
-            self.ws.send(json.dumps({"op": "subscribe", "channel": "account", "account": "0x" + net.keys.addr(name).hex(),
-                                     "timestamp": ts, "signature": sig}))
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-        wait_for(lambda: sum(m["type"] == "snapshot" for m in list(self.messages)) == 1 + len(names), "snapshots")
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self.messages.append(json.loads(self.ws.recv()))
-        except (ConnectionClosed, OSError):
-            return
-
-    def updates(self, channel: str, kind: str | None = None) -> list[dict[str, Any]]:
-        return [m for m in list(self.messages) if m["type"] == "update" and m.get("channel") == channel
-                and (kind is None or m.get("kind") == kind)]
-
-    def close(self) -> None:
-        self.ws.close()
-        self.thread.join(10)
+def account_feed(net: Net, names: list[str]) -> Feed:
+    """The batches channel and the signed account channels of `names`."""
+    subs: list[dict[str, Any]] = [{"channel": "batches"}]
+    for name in names:
+        ts = net.now()
+        sig = "0x" + eip712.sign_subscribe(net.genesis.preset, net.keys[name], ts).hex()
+        subs.append({"channel": "account", "account": "0x" + net.keys.addr(name).hex(), "timestamp": ts,
+                     "signature": sig})
+    return Feed(net, subs)
 
 
 @pytest.fixture
@@ -152,7 +127,7 @@ def test_a_wrong_root_is_lost_rolled_back_and_reposted(net: Net, trader: Any, ve
     trade(net, trader, 3)
     before = all_posted(net)
     vera.sync()
-    feed = Feed(net, ["alice"])
+    feed = account_feed(net, ["alice"])
     try:
         told = corrupt_next_batch(monkeypatch, net.keys.addr("mallory"))
         trade(net, trader, 5)
@@ -178,9 +153,9 @@ def test_a_wrong_root_is_lost_rolled_back_and_reposted(net: Net, trader: Any, ve
         assert len(fills) == 12 and {f["life"] for f in fills} == {"posted"}
         assert net.http.get("/health").json()["status"] == "ok"
         # the batches channel showed the lost batches and the rollback, then the re-posted batches
-        lost = {m["data"]["l1BatchId"] for m in feed.updates("batches") if m["data"].get("status") == "invalid"}
+        lost = {m["data"]["l1BatchId"] for m in feed.of("batches") if m["data"].get("status") == "invalid"}
         assert lost == {b["l1BatchId"] for b in rb["lost"]}
-        assert [m["data"]["fromIndex"] for m in feed.updates("batches", "rollback")] == [bad["index"]]
+        assert [m["data"]["fromIndex"] for m in feed.of("batches", kind="rollback")] == [bad["index"]]
         # carries on: new trading is posted on the re-posted chain, and everything becomes final
         trade(net, trader, 2)
         all_posted(net)
@@ -197,7 +172,7 @@ def test_busted_fills_are_reported_and_the_rest_goes_on(net: Net, trader: Any, v
     alice, carol = trader("alice"), trader("carol")
     misread_deposit(net, 2, 100)  # carol's 1,000 USDC are read as 100,000
     net.deposit("carol", 1_000 * USDC)
-    feed = Feed(net, ["alice", "carol"])
+    feed = account_feed(net, ["alice", "carol"])
     try:
         # affordable with 1,000 USDC: survives
         net.http.post("/v1/orders", json=alice.order(False, PRICE, 10))
@@ -239,11 +214,11 @@ def test_busted_fills_are_reported_and_the_rest_goes_on(net: Net, trader: Any, v
         assert (w["amount"], w["life"], w["claim"]) == (5_000 * USDC, "busted", None)
         assert margin["withdrawNonce"] == 0  # the busted withdrawal's nonce is free again
         # over the WebSocket: the account channel and the batches channel
-        assert [m["data"]["life"] for m in feed.updates("account", "withdrawal")][-1] == "busted"
-        busted_msgs = [m for m in feed.updates("account", "fill") if m["data"]["life"] == "busted"]
+        assert [m["data"]["life"] for m in feed.of("account", kind="withdrawal")][-1] == "busted"
+        busted_msgs = [m for m in feed.of("account", kind="fill") if m["data"]["life"] == "busted"]
         assert {m["data"]["orderId"] for m in busted_msgs} >= busted_ids
         assert {m["data"]["lots"] for m in busted_msgs} == {100_000, 50_000}
-        [msg] = feed.updates("batches", "rollback")
+        [msg] = feed.of("batches", kind="rollback")
         assert sorted(f["id"] for f in msg["data"]["bustedFills"]) == sorted(
             set(rb["busted"]) - set(rb["bustedWithdrawals"]))
         assert_state_is_the_chains(net)
