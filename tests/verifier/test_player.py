@@ -13,6 +13,7 @@ from contracts_spec import dispute
 from contracts_spec.dispute import Seat
 from contracts_spec.params import DEV
 from contracts_spec.stf import BatchOrders, process_tx
+from contracts_spec.types import BatchData
 from verifier.player import Outcome, Player, Result
 
 if TYPE_CHECKING:
@@ -163,16 +164,23 @@ class _Skipping:
         return None  # it has no proof that a rejected transaction is valid
 
 
-def test_a_rejected_transaction_claimed_valid_loses(arena: Arena) -> None:
+def post_overdrawn(arena: Arena, *more: tuple[int, int]) -> tuple[int, BatchData]:
+    """A batch whose transaction 1 withdraws more than alice has (the rules reject it), then
+    withdrawals of (amount, nonce), posted as if the rejected one changed nothing."""
     b = arena.builder
     b.reset()
     arena.clients["alice"].faucet(usdc=100 * USDC)
     arena.clients["alice"].deposit(100 * USDC)
     b.deposit("alice", 100 * USDC)
-    b.withdraw("alice", 500 * USDC, 0)  # more than alice has: the rules reject it
-    b.withdraw("alice", 10 * USDC, 0)
+    b.withdraw("alice", 500 * USDC, 0)
+    for amount, nonce in more:
+        b.withdraw("alice", amount, nonce)
     body = b.data()
-    bid = arena.post(body, skip_rejected=True)
+    return arena.post(body, skip_rejected=True), body
+
+
+def test_a_rejected_transaction_claimed_valid_loses(arena: Arena) -> None:
+    bid, body = post_overdrawn(arena, (10 * USDC, 0))
     roots = [arena.posted[bid].pre.root()]
     state = arena.posted[bid].pre.copy()
     for i, tx in enumerate(body.txs):
@@ -193,15 +201,7 @@ def test_a_defender_whose_own_replay_is_rejected_never_agrees_past_the_rejection
     """The sequencer's own defender re-executes with the spec (its batch kept a transaction the
     rules reject): both traces hold no state past it. Agreeing there would carry the game past the
     rejected transaction, where no one-step proof exists; the challenger must still step on it."""
-    b = arena.builder
-    b.reset()
-    arena.clients["alice"].faucet(usdc=100 * USDC)
-    arena.clients["alice"].deposit(100 * USDC)
-    b.deposit("alice", 100 * USDC)
-    b.withdraw("alice", 500 * USDC, 0)  # rejected: transaction 1 of 4, so the first midpoint (2) lies past it
-    b.withdraw("alice", 10 * USDC, 0)
-    b.withdraw("alice", 1 * USDC, 1)
-    bid = arena.post(b.data(), skip_rejected=True)
+    bid, _ = post_overdrawn(arena, (10 * USDC, 0), (1 * USDC, 1))  # 4 txs: the first midpoint (2) lies past 1
     defender = arena.player("sequencer")  # the spec's replay of what it posted: rejected at 1
     vera = arena.player("vera")
     gid = vera.challenge(bid)
