@@ -209,7 +209,7 @@ def bucket_quantile(metrics: str, name: str, q: float) -> float:
     return next((le for le, n in buckets if total and n >= q * total), float("inf"))
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
     """CPU time (user + system) of a process and its live descendants (the signature workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total, todo = 0.0, [pid]
@@ -218,8 +218,9 @@ def cpu_seconds(pid: int) -> float:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
+            if descendants:
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, IndexError, ValueError):
             continue
     return total
@@ -295,13 +296,19 @@ def main() -> None:
 
             spy = Spy(procs[1].pid, a.profile)
             seq_pid = procs[1].pid
-            cpu0 = cpu_seconds(seq_pid)
+            l1_pid = procs[0].pid
+            cpu0, own0, l1_0, me0 = (cpu_seconds(seq_pid), cpu_seconds(seq_pid, descendants=False),
+                                     cpu_seconds(l1_pid), sum(os.times()[:2]))
             with spy("batch"):
                 elapsed, ok = asyncio.run(batch_run(seq_port, batch_bodies, a.batch, a.batch_clients))
-            cpu = cpu_seconds(seq_pid) - cpu0
+            cpu, own = cpu_seconds(seq_pid) - cpu0, cpu_seconds(seq_pid, descendants=False) - own0
+            l1, me = cpu_seconds(l1_pid) - l1_0, sum(os.times()[:2]) - me0
+            # both cores are busy: the serving process's share bounds the rate, and so does the sum
+            # of every process's (the base layer's and this client's too)
             print(f"batch endpoint: {ok:,} of {len(batch_bodies):,} orders acknowledged in {elapsed:.2f} s = "
                   f"{ok / elapsed:,.0f} signed orders/s ({a.batch} per request, {a.batch_clients} connections); "
-                  f"sequencer CPU {cpu / ok * 1e6:.0f} us/order (load {os.getloadavg()[0]:.1f})")
+                  f"sequencer CPU {cpu / ok * 1e6:.0f} us/order, of which the serving process {own / ok * 1e6:.0f}; "
+                  f"base layer {l1 / ok * 1e6:.0f}, load client {me / ok * 1e6:.0f} (load {os.getloadavg()[0]:.1f})")
             settle(http)  # the batches of the last phase are built and posted before the next starts
             bare_pid = procs[2].pid
             bare_cpu = cpu_seconds(bare_pid)

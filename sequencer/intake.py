@@ -4,7 +4,8 @@ Numbers are integers only (JSON integers or strings of decimal digits: lots and 
 integers in the spec), bounded to their EIP-712 widths; anything else is `malformed`. Field
 names are the EIP-712 message's own (camelCase), so a wallet signs exactly what it sends.
 Hot path for the batch endpoint (bench/api.py): plain dict lookups, no pydantic per order.
-Signatures are recovered on the event loop, or by worker processes when `verify_workers > 0`.
+Signatures are recovered on the event loop, or by worker processes when `verify_workers > 0`;
+a batch request's orders are parsed, hashed and recovered there whole (`check_orders`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from contracts_spec import eip712
 from contracts_spec.crypto import recover_address
@@ -41,6 +42,7 @@ from contracts_spec.types import (
 from sequencer.errors import ApiError, bad_signature, malformed, unknown_market, wrong_signer
 
 log = logging.getLogger("rampart.intake")
+_T = TypeVar("_T")
 
 U32: Final = (1 << 32) - 1
 U64: Final = (1 << 64) - 1
@@ -245,8 +247,57 @@ def check_signer(recovered: bytes | None, account: Address, what: str) -> None:
         raise wrong_signer(f"{what} is not signed by its account")
 
 
+# What `check_orders` hands back for each order, compact so that it crosses from a worker process
+# cheaply (plain tuples of bytes, ints and bools pickle at ~0.3 us an order; SignedOrder at ~6):
+#   accepted: (account, market, is_buy, price, lots, tif value, reduce_only, expiry, nonce, client_id,
+#              signature, order id), the signature checked against the account
+#   refused before it has an id: (code, message, status)
+#   refused on its signature: (code, message, status, order id)
+CHECKED_LEN: Final = 12
+SIGNER_REFUSED_LEN: Final = 4
+_TIF_BY_VALUE: Final = tuple(sorted(TimeInForce, key=int))
+
+
+def check_orders(preset: Preset, symbols: dict[str, int], markets: Any, raws: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Every stateless check of each order: its fields, its id (EIP-712 digest) and its signer.
+
+    Runs on a worker process for the batch endpoint (`Verifier.check_orders`), or inline; the
+    same function either way, so the answers are the same.
+    """
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    for raw in raws:
+        try:
+            signed = parse_order(raw, symbols, markets)
+            order_id = order_digest(preset, signed)
+        except ApiError as exc:
+            append((exc.code, exc.message, exc.status))
+            continue
+        o = signed.order
+        try:
+            check_signer(recover_or_none(order_id, signed.signature), o.account, "order")
+        except ApiError as exc:
+            append((exc.code, exc.message, exc.status, order_id))
+            continue
+        append((o.account, o.market, o.is_buy, o.price, o.lots, int(o.tif), o.reduce_only, o.expiry, o.nonce,
+                o.client_id, signed.signature, order_id))
+    return out
+
+
+def signed_order_of(checked: tuple[Any, ...]) -> SignedOrder:
+    """The SignedOrder of an accepted `check_orders` entry."""
+    a, m, b, p, n, tif, r, e, nonce, c, sig, _ = checked
+    return SignedOrder(Order(a, m, b, p, n, _TIF_BY_VALUE[tif], r, e, nonce, c), sig)
+
+
+def error_of(checked: tuple[Any, ...]) -> ApiError:
+    """The refusal of a refused `check_orders` entry."""
+    return ApiError(checked[0], checked[1], checked[2])
+
+
 class Verifier:
-    """Signature recovery, inline or on worker processes (the second core).
+    """Signature recovery, inline or on worker processes (the second core); for the batch endpoint,
+    every stateless check of its orders (`check_orders`).
 
     With workers, single messages that arrive in the same turn of the event loop are recovered
     together in one chunk (`recover`); a turn with fewer than `inline_below` of them is done
@@ -271,25 +322,52 @@ class Verifier:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_watch_parent, initargs=(os.getpid(),))
 
-    async def _on_pool(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
+    async def _on_pool(self, fn: Callable[..., _T], *args: Any) -> _T:
         pool = self.pool
         if pool is None:
-            return _recover_chunk(pairs)
+            return fn(*args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, _recover_chunk, pairs)
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except BrokenProcessPool:
-            log.error("a signature worker died: starting new ones, this chunk is recovered inline")
+            log.error("a signature worker died: starting new ones, this chunk is checked inline")
             if self.pool is pool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = self._new_pool()
-            return _recover_chunk(pairs)
+            return fn(*args)
+
+    def _chunk_size(self, n: int) -> int:
+        return max(8, min(self.chunk, -(-n // (2 * self.workers))))
 
     async def recover_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
         if self.pool is None or len(pairs) < 8:
             return _recover_chunk(pairs)
-        size = max(8, min(self.chunk, -(-len(pairs) // (2 * self.workers))))
-        parts = await asyncio.gather(*(self._on_pool(pairs[i:i + size]) for i in range(0, len(pairs), size)))
+        size = self._chunk_size(len(pairs))
+        parts = await asyncio.gather(*(self._on_pool(_recover_chunk, pairs[i:i + size])
+                                       for i in range(0, len(pairs), size)))
         return [r for part in parts for r in part]
+
+    def check_orders(self, preset: Preset, symbols: dict[str, int], markets: Any, raws: list[Any], chunk: int
+                     ) -> list[Awaitable[list[tuple[Any, ...]]]]:
+        """`check_orders` over `raws` in chunks of `chunk`, all started now; await them in order.
+
+        On workers, the serving process only pickles the raw orders out and compact tuples back, and
+        a chunk's answers can be executed while the worker checks the next. Measured on 1000-order
+        requests: the serving process spends ~4 us an order on intake instead of ~9 (parse and
+        digest there, recovery on the worker); the worker ~45 instead of ~39.
+        """
+        loop = asyncio.get_running_loop()
+        if self.pool is None or len(raws) < 8:
+            done: list[Awaitable[list[tuple[Any, ...]]]] = []
+            for i in range(0, len(raws), chunk):
+                fut: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+                fut.set_result(check_orders(preset, symbols, markets, raws[i:i + chunk]))
+                done.append(fut)
+            return done
+        # snapshots: the pool pickles the arguments later, on its own thread, and governance may
+        # change the markets meanwhile
+        symbols, markets = dict(symbols), frozenset(markets)
+        return [loop.create_task(self._on_pool(check_orders, preset, symbols, markets, raws[i:i + chunk]))
+                for i in range(0, len(raws), chunk)]
 
     async def recover(self, digest: bytes, signature: bytes) -> bytes | None:
         """One signature, batched with the others of this loop turn."""
@@ -315,7 +393,7 @@ class Verifier:
 
     async def _deliver(self, pending: list[tuple[bytes, bytes, asyncio.Future[bytes | None]]]) -> None:
         try:
-            results = await self._on_pool([(d, s) for d, s, _ in pending])
+            results = await self._on_pool(_recover_chunk, [(d, s) for d, s, _ in pending])
         except BaseException as exc:  # every waiter hears of it
             for _, _, fut in pending:
                 if not fut.done():

@@ -29,7 +29,15 @@ from sequencer.core import (
 )
 from sequencer.engine import Fill, Reject, Stp
 from sequencer.errors import ApiError, malformed, not_found, rate_limited, rejected, too_large
-from sequencer.intake import Verifier, check_signer, error_entry
+from sequencer.intake import (
+    CHECKED_LEN,
+    SIGNER_REFUSED_LEN,
+    Verifier,
+    check_signer,
+    error_entry,
+    error_of,
+    signed_order_of,
+)
 from sequencer.journal import JournalFailed
 from sequencer.settings import Settings
 
@@ -162,40 +170,33 @@ class Service:
         if len(raws) > self.settings.max_batch_orders:
             raise too_large(f"at most {self.settings.max_batch_orders} orders per request")
         self.limits.connection(conn)
-        core, preset = self.core, self.preset
-        parsed: list[Any] = []
-        pairs: list[tuple[bytes, bytes]] = []
-        for raw in raws:
-            try:
-                signed = intake.parse_order(raw, core.symbols, core.markets)
-                order_id = intake.order_digest(preset, signed)
-            except ApiError as exc:
-                parsed.append(exc)
-                continue
-            parsed.append((signed, order_id))
-            pairs.append((order_id, signed.signature))
-        recovered = iter(await self.verifier.recover_many(pairs))
+        core = self.core
+        # parse, digest and signer of every order, on the worker process when there is one; chunks
+        # of _YIELD_EVERY, so the loop turns where it always did and a smaller batch is executed at once
+        parts = self.verifier.check_orders(self.preset, core.symbols, core.markets, raws, _YIELD_EVERY)
         results: list[dict[str, Any]] = []
         last = 0
-        for i, item in enumerate(parsed):
-            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+        for n, part in enumerate(parts):
+            if n:
                 await asyncio.sleep(0)  # let other requests in: a big batch never holds the loop for long
-            if isinstance(item, ApiError):
-                self._count_reject(item.code)
-                results.append(error_entry(item))
-                continue
-            signed, order_id = item
-            try:
-                check_signer(next(recovered), signed.order.account, "order")
-                self.limits.account(signed.order.account)
-                self._precheck(signed)
-            except ApiError as exc:
-                self._count_reject(exc.code)
-                results.append({**error_entry(exc), "orderId": hex0x(order_id)})
-                continue
-            seq, result, _ = self._execute_place(signed, order_id, stp)
-            last = seq
-            results.append(result)
+            for item in await part:
+                if len(item) != CHECKED_LEN:
+                    exc = error_of(item)
+                    self._count_reject(exc.code)
+                    results.append(error_entry(exc) if len(item) != SIGNER_REFUSED_LEN
+                                   else {**error_entry(exc), "orderId": hex0x(item[3])})
+                    continue
+                signed, order_id = signed_order_of(item), item[-1]
+                try:
+                    self.limits.account(signed.order.account)
+                    self._precheck(signed)
+                except ApiError as exc:
+                    self._count_reject(exc.code)
+                    results.append({**error_entry(exc), "orderId": hex0x(order_id)})
+                    continue
+                seq, result, _ = self._execute_place(signed, order_id, stp)
+                last = seq
+                results.append(result)
         if last:
             await self._settle(last)
         return results

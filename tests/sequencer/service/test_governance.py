@@ -234,6 +234,13 @@ def test_oracle_signer_change_through_the_live_sequencer(net: Net, trader: Any) 
 # --- a new market -----------------------------------------------------------------------------------
 
 
+def batch_codes(net: Net, trader: Any) -> list[str]:
+    """The codes of a batch of 8 expired orders on market 2, named by id, "SOL-USD" and "SOL"."""
+    orders = [{**trader.order(True, 1_000, 1, market=2, expiry=net.now() - 1), "market": (2, "SOL-USD", "SOL", 2)[i % 4]}
+              for i in range(8)]  # a batch this size is checked on the signature worker when there is one
+    return [r.get("code", "ok") for r in net.http.post("/v1/orders/batch", json={"orders": orders}).json()["results"]]
+
+
 def test_a_market_added_by_governance_takes_orders_once_effective(net: Net, trader: Any) -> None:
     setup_market(net)
     sol = replace(net.genesis.markets[1], market_id=2, symbol="SOL-USD", lot_size="0.01", tick_size="0.001",
@@ -251,6 +258,7 @@ def test_a_market_added_by_governance_takes_orders_once_effective(net: Net, trad
         r = net.http.post("/v1/orders", json=alice.order(True, 1_000, 5, market=2))
         assert r.status_code != 200 and r.json()["error"]["code"] == "unknown_market", r.text
         assert net.http.get("/v1/markets/SOL-USD").status_code == 404
+        assert batch_codes(net, alice) == ["unknown_market"] * 8  # checked on the signature worker too
         net.advance(net.genesis.preset.governance_delay - 5)
         assert wait_known(net, 0)["status"] == "announced"
         r = net.http.post("/v1/orders", json=alice.order(True, 1_000, 5, market=2))
@@ -264,6 +272,8 @@ def test_a_market_added_by_governance_takes_orders_once_effective(net: Net, trad
         assert listed["SOL-USD"]["oraclePrice"] == 0
         assert governance(net)["markets"][2] == {**change["params"]}
         wait_for(lambda: any(m["data"].get("symbol") == "SOL-USD" for m in feed.of("markets")), "the market on the feed")
+        # the batch endpoint's worker knows it at once, by id and by symbol (expired: nothing changes)
+        assert batch_codes(net, alice) == ["expired"] * 8
         # it takes orders once it has a price
         t = net.now()
         assert reports(net, ("oracle-1", "oracle-2"), 2, (1_000, 1_002), t)[1] == {"status": "ok", "applied": True}
