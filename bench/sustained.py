@@ -312,7 +312,13 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     if workers != "default":
         env["RAMPART_VERIFIER_WORKERS"] = workers
     profile = ["-m", "cProfile", "-o", str(a.profile) + f".{run}"] if a.profile else []
-    cmd = [sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
+    if a.py_spy:  # sampled, idle time included: where the node waits as well as where it computes
+        spy = Path(sys.executable).with_name("py-spy")
+        profile = []
+        pre = [str(spy), "record", "--idle", "--subprocesses", "--threads", "--format", "raw", "-r", "100", "-o", str(a.py_spy) + f".{run}", "--"]
+    else:
+        pre = []
+    cmd = [*pre, sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
            str(work / "key.json"), "run", "--poll-interval", "0.05"]
     before = load()
     cpu0 = children_cpu()
@@ -333,6 +339,9 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
             time.sleep(POLL)
         done = time.perf_counter()
     finally:
+        if a.py_spy:  # py-spy writes its file on SIGINT; the node is stopped with the rest of its group
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
         procs.stop(proc)
     cpu = children_cpu() - cpu0  # the node and its pool, start-up and shutdown included
     status = subprocess.run([sys.executable, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}",
@@ -371,6 +380,8 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, help="also time the verifier of this checkout (e.g. a git worktree "
                    "of an earlier commit), alternating with the others on the same batches")
     p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
+    p.add_argument("--py-spy", type=Path, help="sample each verifier with py-spy (raw, idle included) into "
+                   "PY_SPY.<run>")
     a = p.parse_args()
     keys = Keys("bench/")
     genesis = dev_genesis(keys)

@@ -53,6 +53,9 @@ from verifier.trace import Trace
 log = logging.getLogger("rampart.verifier")
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+# Batches downloaded, decoded and queued for signer recovery behind the one executing: with two,
+# the pool is never idle while the node downloads the next (bench/sustained.py)
+PREPARE_AHEAD = 2
 
 
 # --- errors an operator sees ------------------------------------------------------------------
@@ -161,6 +164,9 @@ class Prepared:
 
     def result(self) -> tuple[dict[int, Hash32], dict[int, Address]]:
         return self.signers.result() if self.signers is not None else ({}, {})
+
+    def leaves(self) -> list[Hash32] | None:
+        return self.signers.leaves() if self.signers is not None else None
 
     def cancel(self) -> None:
         if self.signers is not None:
@@ -375,14 +381,15 @@ class Node:
     # --- verifying ------------------------------------------------------------------------------
 
     def verify_pending(self, report: SyncReport) -> None:
-        """Verify, in order, every batch that builds on our head. The next batch is downloaded,
-        decoded and its signatures handed to the pool before this one executes, so the pool
-        recovers them while the STF runs (derived from the base layer's data alone, as always)."""
+        """Verify, in order, every batch that builds on our head. The next `PREPARE_AHEAD` batches
+        are downloaded, decoded and their signatures handed to the pool before this one executes,
+        so the pool always has work while the STF runs (derived from the base layer's data alone,
+        as always); what the pool has not started when a batch's turn comes, the node recovers."""
         with self.sessions() as s:
             total = s.scalar(select(func.count()).select_from(BatchRow).where(
                 BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")) or 0
         done = 0
-        ahead: Prepared | None = None
+        ahead: list[Prepared] = []
         try:
             while True:
                 with self.session() as s:
@@ -390,13 +397,20 @@ class Node:
                     row = self._next_pending(s, node.head_batch_id)
                 if row is None:
                     return
-                job = ahead if ahead is not None and ahead.batch_id == row.batch_id else self.prepare(row)
-                if job is not ahead and ahead is not None:
-                    ahead.cancel()
-                job.result()  # this batch's signers, before the next batch's are queued behind them
-                with self.sessions() as s:
-                    nxt = self._next_pending(s, row.batch_id)
-                ahead = self.prepare(nxt) if nxt is not None else None
+                if ahead and ahead[0].batch_id == row.batch_id:
+                    job = ahead.pop(0)
+                else:  # the chain changed under us (a wrong batch, an invalidation): start again
+                    for stale in ahead:
+                        stale.cancel()
+                    ahead, job = [], self.prepare(row)
+                last = ahead[-1].batch_id if ahead else row.batch_id
+                while len(ahead) < PREPARE_AHEAD:
+                    with self.sessions() as s:
+                        nxt = self._next_pending(s, last)
+                    if nxt is None:
+                        break
+                    ahead.append(self.prepare(nxt))
+                    last = nxt.batch_id
                 verdict = self.verify_one(row, job)
                 done += 1
                 report.verified += 1
@@ -406,8 +420,8 @@ class Node:
                 if self.progress is not None:
                     self.progress("verify", done, max(total, done))
         finally:
-            if ahead is not None:
-                ahead.cancel()
+            for stale in ahead:
+                stale.cancel()
 
     @staticmethod
     def _next_pending(s: Session, parent_id: int | None) -> BatchRow | None:
@@ -453,7 +467,7 @@ class Node:
         else:
             ids, signers = job.result()
             try:
-                verdict = judge_batch(state, job.header, job.body, self.env(job.header), ids, signers)
+                verdict = judge_batch(state, job.header, job.body, self.env(job.header), ids, signers, job.leaves())
             except StateMismatch:
                 self.state = None  # never judge from a state we cannot trust: reload it, try again
                 raise

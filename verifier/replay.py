@@ -9,7 +9,7 @@ what one transaction read and wrote, before and after.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,11 @@ def judge_batch(
     env: Env,
     ids: Mapping[int, Hash32] | None = None,
     signers: Mapping[int, Address] | None = None,
+    order_leaves: Sequence[Hash32] | None = None,
 ) -> Verdict:
     """Apply the batch to `state` and judge its header. A valid batch leaves `state` at its post-
-    state; an invalid one leaves `state` exactly as it was."""
+    state; an invalid one leaves `state` exactly as it was. `order_leaves`: each order's
+    `codec.signed_order_hash`, when derived already (verifier/signers.py)."""
     started = time.perf_counter()
     trades = count_trades(body)
     pre_root = state.root()
@@ -68,8 +70,9 @@ def judge_batch(
     # Verify the header commits to this data
     _compare(mismatch, "tx_count", len(body.txs), header.tx_count)
     _compare(mismatch, "tx_root", list_root([codec.tx_hash(tx) for tx in body.txs]), header.tx_root)
-    _compare(mismatch, "orders_root", list_root([codec.signed_order_hash(o) for o in body.orders]),
-             header.orders_root)
+    if order_leaves is None or len(order_leaves) != len(body.orders):
+        order_leaves = [codec.signed_order_hash(o) for o in body.orders]
+    _compare(mismatch, "orders_root", list_root(order_leaves), header.orders_root)
     if mismatch:
         return Verdict(False, None, mismatch, trades=trades, seconds=time.perf_counter() - started)
     mark = len(state.undo)

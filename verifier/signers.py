@@ -5,8 +5,10 @@ processes for big batches, in the background while the node executes the batch b
 Each id is `eip712.order_digest` and each signer `crypto.recover_address`, the very functions
 `BatchOrders.verify` would call: handing them to `apply_batch` changes where they run, never
 what they are. An order whose signature does not recover is left out, so the STF itself
-rejects it with its named error. Recovery dominates replay: ~65 us an order here, two fresh
-orders a trade, against ~40 us a trade for the rest of the STF (bench/verifier.py).
+rejects it with its named error. Recovery dominates replay: ~40 us an order here, two fresh
+orders a trade, against ~70 us a trade for the rest of the replay (bench/verifier.py). Each
+order's leaf of the header's orders_root (`codec.signed_order_hash`, the keccak of the encoding
+the cache is keyed by) comes along, so the node's own thread does not hash the orders again.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 
 from contracts_spec import codec, eip712
-from contracts_spec.crypto import recover_address
+from contracts_spec.crypto import keccak, recover_address
 from contracts_spec.errors import SpecError
 from contracts_spec.types import Address, Hash32, Preset, SignedOrder
 
 _Derived = tuple[Hash32, Address | None]
+_Known = tuple[Hash32, Address | None, Hash32]  # and the order's orders_root leaf
 
 
 def default_pool_size(cpus: int) -> int:
@@ -44,10 +47,11 @@ def derive(preset: Preset, orders: Sequence[SignedOrder]) -> list[_Derived]:
     return out
 
 
-def derive_encoded(preset: Preset, encoded: Sequence[bytes]) -> list[_Derived]:
-    """`derive` in a worker: orders travel as their canonical encoding (pickling bytes costs
-    ~1/50 of pickling the dataclasses)."""
-    return derive(preset, [codec.decode_signed_order(b) for b in encoded])
+def derive_encoded(preset: Preset, encoded: Sequence[bytes]) -> list[_Known]:
+    """`derive` in a worker, with each order's orders_root leaf: orders travel as their canonical
+    encoding (pickling bytes costs ~1/50 of pickling the dataclasses)."""
+    derived = derive(preset, [codec.decode_signed_order(b) for b in encoded])
+    return [(oid, signer, keccak(b)) for (oid, signer), b in zip(derived, encoded, strict=True)]
 
 
 class Pending:
@@ -55,34 +59,56 @@ class Pending:
     fills the cache and answers the same dicts every time it is called."""
 
     def __init__(self, owner: Signers, ids: dict[int, Hash32], signers: dict[int, Address], todo: list[int],
-                 keys: list[bytes], parts: list[Future[list[_Derived]]] | list[_Derived]) -> None:
-        self.owner, self.ids, self.signers = owner, ids, signers
-        self.todo, self.keys, self.parts = todo, keys, parts
+                 keys: list[bytes], parts: list[Future[list[_Known]]] | list[_Derived], size: int = 0,
+                 leaves: dict[int, Hash32] | None = None) -> None:
+        """`parts`: what is derived already, or the pool's futures, each for `size` keys in turn;
+        `leaves`: the orders_root leaves known so far (of the orders not in `todo`)."""
+        self.owner, self.ids, self.signers, self._leaves = owner, ids, signers, leaves if leaves is not None else {}
+        self.todo, self.keys, self.parts, self.size = todo, keys, parts, size or len(keys)
         self.done = not todo
 
     def result(self) -> tuple[dict[int, Hash32], dict[int, Address]]:
         if not self.done:
-            derived: list[_Derived] = []
             try:
-                for part in self.parts:
-                    if isinstance(part, Future):
-                        derived.extend(part.result())
-                    else:
-                        derived.append(part)
+                derived = self._collect()
             except BrokenExecutor:  # a worker died (killed, out of memory): a new pool next time
                 self.owner.close()
                 derived = derive_encoded(self.owner.preset, self.keys)
-            ids, signers, cache, keep = self.ids, self.signers, self.owner._cache, self.owner.cache_size
-            for i, key, (oid, signer) in zip(self.todo, self.keys, derived, strict=True):
-                ids[i] = oid
+            ids, signers, leaves = self.ids, self.signers, self._leaves
+            cache, keep = self.owner._cache, self.owner.cache_size
+            for i, key, got in zip(self.todo, self.keys, derived, strict=True):
+                oid, signer = got[0], got[1]
+                leaf = got[2] if len(got) == 3 else keccak(key)  # type: ignore[misc]
+                ids[i], leaves[i] = oid, leaf
                 if signer is not None:
                     signers[i] = signer
                 if keep:
-                    cache[key] = (oid, signer)
+                    cache[key] = (oid, signer, leaf)
             while len(cache) > keep:
                 cache.popitem(last=False)
             self.done = True
         return self.ids, self.signers
+
+    def leaves(self) -> list[Hash32]:
+        """The orders_root leaves of the batch's orders, in order (after `result`)."""
+        self.result()
+        return [self._leaves[i] for i in range(len(self._leaves))]
+
+    def _collect(self) -> list[_Known] | list[_Derived]:
+        """The pool works through the chunks from the first; the node, now waiting for them, takes
+        every chunk no worker has started from the last, so both CPUs recover until they meet."""
+        parts, size = self.parts, self.size
+        if not parts or not isinstance(parts[0], Future):
+            return parts  # type: ignore[return-value]
+        got: list[list[_Known] | None] = [None] * len(parts)
+        for j in range(len(parts) - 1, -1, -1):
+            if not parts[j].cancel():  # type: ignore[union-attr]
+                break  # started: so is every chunk before it (the pool's queue is first in, first out)
+            got[j] = derive_encoded(self.owner.preset, self.keys[j * size : (j + 1) * size])
+        derived: list[_Known] = []
+        for j, part in enumerate(parts):
+            derived.extend(got[j] if got[j] is not None else part.result())  # type: ignore[union-attr]
+        return derived
 
     def cancel(self) -> None:
         """Not needed after all (the batch before it was wrong): drop what has not started."""
@@ -98,14 +124,16 @@ class Signers:
     returns at once when a pool works, so the node executes one batch while the pool recovers the
     next (bench/sustained.py measures it)."""
 
-    def __init__(self, preset: Preset, workers: int = 0, parallel_orders: int = 2_000, cache_size: int = 200_000):
+    def __init__(self, preset: Preset, workers: int = 0, parallel_orders: int = 2_000, cache_size: int = 200_000,
+                 chunk_orders: int = 128):
         """`workers`: 0 picks `default_pool_size`; 1 recovers inline, in the node's process; N > 1
         starts N worker processes."""
         self.preset = preset
         self.pool_size = default_pool_size(os.cpu_count() or 1) if workers == 0 else 0 if workers == 1 else workers
         self.parallel_orders = parallel_orders
+        self.chunk_orders = chunk_orders
         self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, _Derived] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Known] = OrderedDict()
         self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
@@ -121,6 +149,7 @@ class Signers:
         in the pool (big batches, a pool configured) or inline."""
         ids: dict[int, Hash32] = {}
         signers: dict[int, Address] = {}
+        leaves: dict[int, Hash32] = {}
         todo: list[int] = []
         keys: list[bytes] = []
         cache, encode = self._cache, codec.encode_signed_order
@@ -132,14 +161,14 @@ class Signers:
                 keys.append(key)
                 continue
             cache.move_to_end(key)  # a resting order filled again: keep it longest
-            ids[i] = hit[0]
+            ids[i], leaves[i] = hit[0], hit[2]
             if hit[1] is not None:
                 signers[i] = hit[1]
         if len(todo) < self.parallel_orders or self.pool_size == 0:
-            return Pending(self, ids, signers, todo, keys, derive(self.preset, [orders[i] for i in todo]))
+            return Pending(self, ids, signers, todo, keys, derive(self.preset, [orders[i] for i in todo]), 0, leaves)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.pool_size)
-        chunks = self.pool_size * 4  # small enough chunks that a slow worker does not hold up the rest
-        size = -(-len(keys) // chunks)
+        # small chunks: the node takes the ones no worker has started once it waits for them
+        size = max(self.chunk_orders, -(-len(keys) // 64))
         parts = [self._pool.submit(derive_encoded, self.preset, keys[i : i + size]) for i in range(0, len(keys), size)]
-        return Pending(self, ids, signers, todo, keys, parts)
+        return Pending(self, ids, signers, todo, keys, parts, size, leaves)

@@ -4,13 +4,17 @@ breaks costs time, never a verdict."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from contracts_spec import eip712
+from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address
 from contracts_spec.types import Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
@@ -92,6 +96,39 @@ def test_a_broken_pool_costs_time_not_a_verdict(pooled: Signers) -> None:
     assert pooled.submit(batch(300, 8)).result() == expected(batch(300, 8))
 
 
+def _hold(gate: str) -> None:
+    """Keeps a pool's worker busy until the file `gate` exists."""
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+
+
+def test_the_node_recovers_the_chunks_no_worker_has_started(tmp_path: Path) -> None:
+    s = Signers(PRESET, workers=1, parallel_orders=1, chunk_orders=2)
+    s.pool_size = 1  # one worker (workers=1 means inline)
+    try:
+        orders = batch(0, 16)
+        s.submit(batch(500, 4)).result()  # the pool is up
+        assert s._pool is not None
+        gate = tmp_path / "gate"
+        held = s._pool.submit(_hold, str(gate))
+        pending = s.submit(orders)
+        parts = list(pending.parts)
+        assert len(parts) == 8
+
+        def release() -> None:  # once the node has taken the last chunk itself, let the worker go on
+            deadline = time.monotonic() + 60
+            while not parts[-1].cancelled() and time.monotonic() < deadline:  # type: ignore[union-attr]
+                time.sleep(0.01)
+            gate.touch()
+
+        threading.Thread(target=release, daemon=True).start()
+        assert pending.result() == expected(orders)
+        assert parts[-1].cancelled() and not parts[0].cancelled()  # type: ignore[union-attr]
+        held.result()
+    finally:
+        s.close()
+
+
 def test_a_cancelled_batch_is_never_collected(pooled: Signers) -> None:
     pending = pooled.submit(batch(0, 8))
     pending.cancel()
@@ -112,3 +149,13 @@ def test_pool_size(workers: int, cpus: int, pool: int, monkeypatch: pytest.Monke
     assert Signers(PRESET, workers=workers).pool_size == pool
     if workers == 0:
         assert default_pool_size(cpus) == pool
+
+
+@pytest.mark.parametrize("where", ["inline", "pool", "cache"])
+def test_the_orders_root_leaves_come_along(where: str, pooled: Signers) -> None:
+    orders = batch(0, 12)
+    s = Signers(PRESET, workers=1) if where == "inline" else pooled
+    if where == "cache":
+        s.for_batch(orders)
+    pending = s.submit(orders)
+    assert pending.leaves() == [codec.signed_order_hash(so) for so in orders]
