@@ -171,15 +171,16 @@ class Service:
             raise too_large(f"at most {self.settings.max_batch_orders} orders per request")
         self.limits.connection(conn)
         core = self.core
-        # parse, digest and signer of every order, on the worker process when there is one; chunks
-        # of _YIELD_EVERY, so the loop turns where it always did and a smaller batch is executed at once
-        parts = self.verifier.check_orders(self.preset, core.symbols, core.markets, raws, _YIELD_EVERY)
+        # parse, digest and signer of every order, on the worker process when there is one
+        parts = self.verifier.check_orders(self.preset, core.symbols, core.markets, raws)
         results: list[dict[str, Any]] = []
         last = 0
-        for n, part in enumerate(parts):
-            if n:
-                await asyncio.sleep(0)  # let other requests in: a big batch never holds the loop for long
+        i = 0
+        for part in parts:
             for item in await part:
+                i += 1
+                if i % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let other requests in: a big batch never holds the loop for long
                 if len(item) != CHECKED_LEN:
                     exc = error_of(item)
                     self._count_reject(exc.code)

@@ -195,7 +195,7 @@ def _check(workers: int, raws: list[Any], symbols: dict[str, int], markets: Any,
     async def run() -> list[tuple[Any, ...]]:
         verifier = Verifier(workers, chunk=chunk)
         try:
-            parts = verifier.check_orders(PRESET, symbols, markets, raws, chunk)
+            parts = verifier.check_orders(PRESET, symbols, markets, raws)
             return [item for part in parts for item in await part]
         finally:
             verifier.close()
@@ -232,10 +232,10 @@ def test_a_market_added_later_is_seen_by_the_workers() -> None:
         verifier = Verifier(1, chunk=8)
         symbols, markets = dict(SYMBOLS), {0, 1}
         try:
-            before = [item for part in verifier.check_orders(PRESET, symbols, markets, raws, 8) for item in await part]
+            before = [item for part in verifier.check_orders(PRESET, symbols, markets, raws) for item in await part]
             symbols["SOL-USD"] = 2  # governance adds the market: the same worker sees it on the next request
             markets.add(2)
-            after = [item for part in verifier.check_orders(PRESET, symbols, markets, raws, 8) for item in await part]
+            after = [item for part in verifier.check_orders(PRESET, symbols, markets, raws) for item in await part]
             return before, after
         finally:
             verifier.close()
@@ -254,7 +254,7 @@ def test_a_worker_dying_mid_batch_leaves_every_order_answered() -> None:
         try:
             await verifier.recover_many(signed_pairs(8)[0])  # the worker is up
             original = verifier.pool
-            parts = verifier.check_orders(PRESET, SYMBOLS, {0, 1}, raws, 8)
+            parts = verifier.check_orders(PRESET, SYMBOLS, {0, 1}, raws)
             items = [item for part in parts for item in await part]
             replaced = verifier.pool is not original
             assert await verifier.recover_many(signed_pairs(8)[0]) == signed_pairs(8)[1]  # the new pool works
