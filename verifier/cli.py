@@ -103,8 +103,10 @@ class Bars:
     LABELS = {"verify": "verifying batches", "restore": "restoring state", "replay": "re-executing"}
 
     def __init__(self, console: Console) -> None:
+        # off when nobody watches (a daemon's log, a pipe): its refresh thread would only take the GIL
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=not console.is_terminal)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> Bars:
