@@ -986,6 +986,15 @@ def decode_batch_body(
     return BatchData(orders=orders, txs=tuple(txs))
 
 
+def signed_order_encodings(body: bytes) -> list[bytes]:
+    """Each signed order's encoding as it stands in a body `decode_batch_body` accepted: the
+    bytes `encode_signed_order` gives for the decoded order (one encoding per value), without
+    encoding it again. Keys and orders_root leaves of a verifier's replay."""
+    (count,) = _U32.unpack_from(body, 0)
+    size = _SIGNED_ORDER.size
+    return [body[i : i + size] for i in range(4, 4 + count * size, size)]
+
+
 def decompress_batch_data(b: bytes, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> bytes:
     """The body inside a payload, inflating at most `max_decompressed` bytes (no zip bombs)."""
     if max_decompressed < 0:

@@ -44,7 +44,7 @@ from l1_mock.wire import game_from_json, game_to_json
 from verifier import db
 from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, NodeRow, QueueRow
 from verifier.player import Outcome, Played, Player, Result
-from verifier.replay import StateMismatch, Verdict, decode_body, judge_batch
+from verifier.replay import StateMismatch, Verdict, decode_body, decode_body_and_orders, judge_batch
 from verifier.settings import Settings
 from verifier.signers import Pending, Signers
 from verifier.snapshot import decode_state, encode_state
@@ -434,10 +434,11 @@ class Node:
     def prepare(self, row: BatchRow) -> Prepared:
         """Download and decode a batch, and start deriving its order ids and signers."""
         try:
-            header, body = self.load_body(row)
+            header = codec.decode_header(row.header)
+            body, encodings = decode_body_and_orders(self.client.batch_data(row.data_hash), self.preset.max_batch_txs)
         except DecodeError as exc:  # the base layer refuses such data: a wrong batch all the same
             return Prepared(row.batch_id, None, None, exc, None)
-        return Prepared(row.batch_id, header, body, None, self.signers.submit(body.orders))
+        return Prepared(row.batch_id, header, body, None, self.signers.submit(body.orders, encodings))
 
     def load_body(self, row: BatchRow) -> tuple[BatchHeader, BatchData]:
         """The batch's header and its data, from the base layer's data availability only."""

@@ -39,7 +39,13 @@ class Verdict:
 
 def decode_body(data: bytes, max_txs: int) -> BatchData:
     """The batch's transactions and orders (the base layer refuses data that does not decode)."""
-    return codec.decode_batch_data(data, max_txs=max_txs)
+    return decode_body_and_orders(data, max_txs)[0]
+
+
+def decode_body_and_orders(data: bytes, max_txs: int) -> tuple[BatchData, list[bytes]]:
+    """`decode_body`, and each signed order's canonical encoding as it stands in the data."""
+    body = codec.decompress_batch_data(data)
+    return codec.decode_batch_body(body, max_txs), codec.signed_order_encodings(body)
 
 
 def count_trades(body: BatchData) -> int:

@@ -144,9 +144,10 @@ class Signers:
     def for_batch(self, orders: Sequence[SignedOrder]) -> tuple[dict[int, Hash32], dict[int, Address]]:
         return self.submit(orders).result()
 
-    def submit(self, orders: Sequence[SignedOrder]) -> Pending:
+    def submit(self, orders: Sequence[SignedOrder], encodings: Sequence[bytes] | None = None) -> Pending:
         """Start deriving a batch's ids and signers: orders seen before from the cache, the rest
-        in the pool (big batches, a pool configured) or inline."""
+        in the pool (big batches, a pool configured) or inline. `encodings`: each order's
+        `codec.encode_signed_order`, when the batch data holds them already."""
         ids: dict[int, Hash32] = {}
         signers: dict[int, Address] = {}
         leaves: dict[int, Hash32] = {}
@@ -154,7 +155,7 @@ class Signers:
         keys: list[bytes] = []
         cache, encode = self._cache, codec.encode_signed_order
         for i, so in enumerate(orders):
-            key = encode(so)
+            key = encode(so) if encodings is None else encodings[i]
             hit = cache.get(key)
             if hit is None:
                 todo.append(i)

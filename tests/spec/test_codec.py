@@ -277,6 +277,13 @@ def test_batch_data_round_trip(data: BatchData) -> None:
     assert codec.encode_batch_data(data) == payload
 
 
+@given(data=S.batch_data)
+def test_signed_order_encodings_are_the_encodings_of_the_decoded_orders(data: BatchData) -> None:
+    body = codec.encode_batch_body(data)
+    decoded = codec.decode_batch_body(body)
+    assert codec.signed_order_encodings(body) == [codec.encode_signed_order(so) for so in decoded.orders]
+
+
 @given(body=st.binary(max_size=600), level=st.integers(0, 9))
 def test_compressed_arbitrary_body_raises_only_decode_error(body: bytes, level: int) -> None:
     payload = b"\x01" + zlib.compress(body, level)
@@ -285,6 +292,7 @@ def test_compressed_arbitrary_body_raises_only_decode_error(body: bytes, level: 
     except DecodeError:
         return
     assert codec.encode_batch_body(decoded) == body
+    assert codec.signed_order_encodings(body) == [codec.encode_signed_order(so) for so in decoded.orders]
 
 
 @given(b=st.binary(max_size=600))

@@ -16,7 +16,7 @@ import pytest
 
 from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address
-from contracts_spec.types import Order, SignedOrder, TimeInForce
+from contracts_spec.types import BatchData, Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
 from verifier.signers import Pending, Signers, default_pool_size, derive
 
@@ -152,10 +152,14 @@ def test_pool_size(workers: int, cpus: int, pool: int, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("where", ["inline", "pool", "cache"])
-def test_the_orders_root_leaves_come_along(where: str, pooled: Signers) -> None:
+@pytest.mark.parametrize("from_data", [False, True])
+def test_the_orders_root_leaves_come_along(where: str, from_data: bool, pooled: Signers) -> None:
+    """Whether the orders are encoded here or their encodings come from the batch data."""
     orders = batch(0, 12)
     s = Signers(PRESET, workers=1) if where == "inline" else pooled
     if where == "cache":
         s.for_batch(orders)
-    pending = s.submit(orders)
+    body = codec.encode_batch_body(BatchData(tuple(orders), ()))
+    pending = s.submit(orders, codec.signed_order_encodings(body) if from_data else None)
+    assert pending.result() == expected(orders)
     assert pending.leaves() == [codec.signed_order_hash(so) for so in orders]
