@@ -100,6 +100,7 @@ _U32: Final = struct.Struct(">I")
 _U64: Final = struct.Struct(">Q")
 _ORDER: Final = struct.Struct(">20sIBQQBBQQQ")  # account market isBuy price lots tif reduceOnly expiry nonce clientId
 _SIGNED_ORDER: Final = struct.Struct(">20sIBQQBBQQQ65s")
+ORDER_FIELDS: Final = _ORDER  # an order's fields as encoded: the EIP-712 message's, in its order
 _ORACLE_REPORT: Final = struct.Struct(">IQQ65s")
 _DEPOSIT: Final = struct.Struct(">BQ")
 _FORCED_WITHDRAW: Final = struct.Struct(">BQ")

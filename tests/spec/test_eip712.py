@@ -18,7 +18,7 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data, hash_d
 from eth_utils import to_checksum_address
 from hypothesis import given, settings
 
-from contracts_spec import eip712
+from contracts_spec import codec, eip712
 from contracts_spec.crypto import (
     SECP256K1_N,
     address_of_private_key,
@@ -150,6 +150,16 @@ def test_spec_signature_recovers_in_spec_and_eth_account(name: str) -> None:
 def test_order_digest_matches_eth_account_for_any_order(order: Order) -> None:
     signable = encode_typed_data(full_message=eip712.typed_data_order(DEV, order))
     assert eip712.order_digest(DEV, order) == _hash_eip191_message(signable)
+
+
+@given(signed=S.signed_orders)
+def test_order_digest_of_an_encoding_is_the_order_digest(signed: SignedOrder) -> None:
+    try:
+        encoded = codec.encode_signed_order(signed)
+    except InvalidAmount:
+        return  # not an order a batch can hold
+    assert eip712.order_digest_of_encoding(DEV, encoded) == eip712.order_digest(DEV, signed.order)
+    assert eip712.order_digest_of_encoding(MAINNET, encoded) == eip712.order_digest(MAINNET, signed.order)
 
 
 @pytest.mark.parametrize("name", MESSAGES)
