@@ -72,8 +72,6 @@ def snapshot_every(request: pytest.FixtureRequest) -> int | None:
 
 @pytest.fixture
 def procs(db: tuple[str, str | None], tmp_path: Path, genesis: Genesis, snapshot_every: int | None) -> Any:
-    if snapshot_every is None and not db[0].startswith("sqlite"):
-        pytest.skip("full replay after kill -9 runs on SQLite; PostgreSQL restarts from frequent snapshots")
     gfile = tmp_path / "genesis.json"
     gfile.write_text(genesis_to_json(genesis))
     l1_port, seq_port = free_port(), free_port()
