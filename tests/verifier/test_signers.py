@@ -123,7 +123,9 @@ def test_the_node_recovers_the_chunks_no_worker_has_started(tmp_path: Path) -> N
 
         threading.Thread(target=release, daemon=True).start()
         assert pending.result() == expected(orders)
-        assert parts[-1].cancelled() and not parts[0].cancelled()  # type: ignore[union-attr]
+        # the worker is held until then, and the pool's queue holds at most two calls: the last
+        # chunk was never started by a worker, so the node recovered it
+        assert parts[-1].cancelled()  # type: ignore[union-attr]
         held.result()
     finally:
         s.close()
