@@ -129,7 +129,10 @@ def demo(net: Network) -> dict[str, Any]:
         raise RuntimeError(f"erin was paid {after - before}, not {amount}")
     head = int(net.l1.rollup()["head_index"])
     for v in net.verifier_names():
-        wait_for(lambda v=v: verifier_view(net, v)["head"] >= head, f"{v} to verify up to index {head}", 60, 0.2)
+        def caught_up(v: str = v) -> bool:
+            return bool(verifier_view(net, v)["head"] >= head)
+
+        wait_for(caught_up, f"{v} to verify up to index {head}", 60, 0.2)
     views = {v: verifier_view(net, v) for v in net.verifier_names()}
     if any(view["verdicts"].get("invalid") for view in views.values()):
         raise RuntimeError(f"a verifier found an invalid batch: {views}")

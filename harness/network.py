@@ -282,7 +282,10 @@ class Network:
             t.deposit(usdc)
             want[name] = before + usdc
         for name in names:
-            wait_for(lambda n=name: int(self.trader(n).margin()["collateral"]) >= want[n], f"{name}'s deposit", bound)
+            def funded(n: str = name) -> bool:
+                return int(self.trader(n).margin()["collateral"]) >= want[n]
+
+            wait_for(funded, f"{name}'s deposit", bound)
 
     def set_price(self, market: int, price: int, bound: float = 30.0) -> None:
         """Move the oracle (the harness's driver) and wait until the sequencer has the price."""

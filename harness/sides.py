@@ -21,6 +21,7 @@ from typing import Any
 
 from contracts_spec.dispute import Seat
 from contracts_spec.state import State
+from contracts_spec.types import Atoms
 from l1_mock.client import GameInfo, L1Client
 from sequencer.faults import LieTrace, lie_of, read_log
 from sequencer.scenario import Keys
@@ -135,7 +136,7 @@ def credit_after(at: int, who: bytes, amount: int = 10**6) -> Callable[[int, Sta
     def fault(index: int, state: State) -> None:
         if index == at:
             acct = state.account(who)
-            state.set_account(who, replace(acct, collateral=acct.collateral + amount))
+            state.set_account(who, replace(acct, collateral=Atoms(acct.collateral + amount)))
 
     return fault
 

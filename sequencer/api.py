@@ -186,39 +186,39 @@ def create_app(node: Any) -> FastLane:
 
     @app.get("/v1/markets", tags=["markets"])
     def markets() -> list[dict[str, Any]]:
-        return svc.markets()  # type: ignore[no-any-return]
+        return svc.markets()
 
     @app.get("/v1/markets/{market}", tags=["markets"])
     def market(market: str) -> dict[str, Any]:
-        return svc.market_view(svc.market_id(market))  # type: ignore[no-any-return]
+        return svc.market_view(svc.market_id(market))
 
     @app.get("/v1/markets/{market}/book", tags=["markets"])
     def book(market: str, depth: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
         mid = svc.market_id(market)
-        return svc.book(mid, depth, node.hub.book_seq[mid])  # type: ignore[no-any-return]
+        return svc.book(mid, depth, node.hub.book_seq[mid])
 
     @app.get("/v1/markets/{market}/trades", tags=["markets"])
     def trades(market: str, limit: Limit = 100) -> list[dict[str, Any]]:
-        return svc.trades(svc.market_id(market), limit)  # type: ignore[no-any-return]
+        return svc.trades(svc.market_id(market), limit)
 
     @app.get("/v1/markets/{market}/funding", tags=["markets"])
     def funding(market: str, limit: Limit = 100) -> list[dict[str, Any]]:
-        return svc.funding_history(svc.market_id(market), limit)  # type: ignore[no-any-return]
+        return svc.funding_history(svc.market_id(market), limit)
 
     @app.get("/v1/batches", tags=["batches"])
     def batches(after: Annotated[int, Query(ge=0)] = 0, limit: Limit = 100) -> list[dict[str, Any]]:
         """Batches from index `after`, with status (built, posted, challenged, final, invalid) and roots."""
-        return svc.batches(after, limit)  # type: ignore[no-any-return]
+        return svc.batches(after, limit)
 
     @app.get("/v1/batches/{index}", tags=["batches"])
     def batch(index: int) -> dict[str, Any]:
-        return svc.batch(index)  # type: ignore[no-any-return]
+        return svc.batch(index)
 
     @app.get("/v1/rollbacks", tags=["batches"])
     def rollbacks() -> list[dict[str, Any]]:
         """Each rollback, newest first: the batches the base layer lost, the root the state went back
         to, and every output the spec then rejected (busted fills in full)."""
-        return svc.rollbacks()  # type: ignore[no-any-return]
+        return svc.rollbacks()
 
     @app.get("/v1/governance", tags=["governance"])
     def governance() -> dict[str, Any]:
@@ -228,7 +228,7 @@ def create_app(node: Any) -> FastLane:
         emitted), applied or rejected (consumed, nothing changed), with the output number, batch and
         batch status of its ApplyGovernance — plus the oracle signers and quorum and every market's
         parameters now in force. The `governance` WebSocket channel streams changes as they come."""
-        return svc.governance()  # type: ignore[no-any-return]
+        return svc.governance()
 
     # --- trading: one handler per route, served by the fast lane (fastlane.py); FastAPI documents them ---
 
@@ -251,31 +251,31 @@ def create_app(node: Any) -> FastLane:
     @app.post("/v1/orders", tags=["trading"], openapi_extra=_body(OrderWire))
     async def place(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Place one signed order; answered once it is in the journal."""
-        return await trade(request)  # type: ignore[no-any-return]
+        return await trade(request)
 
     @app.post("/v1/orders/batch", tags=["trading"], openapi_extra=_body(BatchOrders))
     async def place_orders(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Place many signed orders in one request, in order; each is answered on its own."""
-        return await trade(request)  # type: ignore[no-any-return]
+        return await trade(request)
 
     @app.post("/v1/orders/cancel", tags=["trading"], openapi_extra=_body(CancelWire))
     async def cancel(request: Request) -> dict[str, Any]:
-        return await trade(request)  # type: ignore[no-any-return]
+        return await trade(request)
 
     @app.post("/v1/orders/cancel-all", tags=["trading"], openapi_extra=_body(CancelAllWire))
     async def cancel_all(request: Request) -> dict[str, Any]:
         """Raise the account's nonce floor: every order with a lower nonce is cancelled."""
-        return await trade(request)  # type: ignore[no-any-return]
+        return await trade(request)
 
     @app.post("/v1/orders/replace", tags=["trading"], openapi_extra=_body(ReplaceWire))
     async def replace(request: Request, stp: str | None = None) -> dict[str, Any]:
         """Cancel one order and place another in its stead (its queue place is kept when it can be)."""
-        return await trade(request)  # type: ignore[no-any-return]
+        return await trade(request)
 
     @app.post("/v1/withdrawals", tags=["trading"], openapi_extra=_body(WithdrawWire))
     async def withdraw(request: Request) -> dict[str, Any]:
         """A signed withdrawal: a spec Withdraw in the next batch, claimable on the base layer once final."""
-        return await svc.withdraw(await read_json(request), conn(request))  # type: ignore[no-any-return]
+        return await svc.withdraw(await read_json(request), conn(request))
 
     @app.post("/v1/oracle/reports", tags=["oracle"], openapi_extra=_body(Reports))
     async def reports(request: Request) -> dict[str, Any]:
@@ -289,37 +289,37 @@ def create_app(node: Any) -> FastLane:
     @app.get("/v1/accounts/{account}/orders", tags=["account"])
     def orders(account: str, ts: AuthTs = None, sig: AuthSig = None, status: str | None = None,
                limit: Limit = 100) -> list[dict[str, Any]]:
-        return svc.orders(auth(account, ts, sig), status, limit)  # type: ignore[no-any-return]
+        return svc.orders(auth(account, ts, sig), status, limit)
 
     @app.get("/v1/accounts/{account}/orders/{order_id}", tags=["account"])
     def order(account: str, order_id: str, ts: AuthTs = None, sig: AuthSig = None) -> dict[str, Any]:
-        return svc.order(auth(account, ts, sig), parse_hex(order_id, "orderId", 32))  # type: ignore[no-any-return]
+        return svc.order(auth(account, ts, sig), parse_hex(order_id, "orderId", 32))
 
     @app.get("/v1/accounts/{account}/fills", tags=["account"])
     def fills(account: str, ts: AuthTs = None, sig: AuthSig = None, limit: Limit = 100) -> list[dict[str, Any]]:
         """Fills with their life: matched, posted, challenged, final or busted."""
-        return svc.fills(auth(account, ts, sig), limit)  # type: ignore[no-any-return]
+        return svc.fills(auth(account, ts, sig), limit)
 
     @app.get("/v1/accounts/{account}/positions", tags=["account"])
     def positions(account: str, ts: AuthTs = None, sig: AuthSig = None) -> list[dict[str, Any]]:
-        return svc.positions(auth(account, ts, sig))  # type: ignore[no-any-return]
+        return svc.positions(auth(account, ts, sig))
 
     @app.get("/v1/accounts/{account}/margin", tags=["account"])
     def margin(account: str, ts: AuthTs = None, sig: AuthSig = None) -> dict[str, Any]:
-        return svc.margin(auth(account, ts, sig))  # type: ignore[no-any-return]
+        return svc.margin(auth(account, ts, sig))
 
     @app.get("/v1/accounts/{account}/funding", tags=["account"])
     def funding_payments(account: str, ts: AuthTs = None, sig: AuthSig = None, limit: Limit = 100) -> list[dict[str, Any]]:
-        return svc.funding_payments(auth(account, ts, sig), limit)  # type: ignore[no-any-return]
+        return svc.funding_payments(auth(account, ts, sig), limit)
 
     @app.get("/v1/accounts/{account}/deposits", tags=["account"])
     def deposits(account: str, ts: AuthTs = None, sig: AuthSig = None) -> list[dict[str, Any]]:
-        return svc.deposits(auth(account, ts, sig))  # type: ignore[no-any-return]
+        return svc.deposits(auth(account, ts, sig))
 
     @app.get("/v1/accounts/{account}/withdrawals", tags=["account"])
     def withdrawals(account: str, ts: AuthTs = None, sig: AuthSig = None) -> list[dict[str, Any]]:
         """Withdrawals with their life; once final, `claim` holds the base layer's `withdraw` arguments."""
-        return svc.withdrawals(auth(account, ts, sig))  # type: ignore[no-any-return]
+        return svc.withdrawals(auth(account, ts, sig))
 
     # --- Hyperliquid-shaped ---
 
@@ -385,7 +385,7 @@ def create_app(node: Any) -> FastLane:
                         "clearinghouseState": lambda a: {"margin": svc.margin(a), "positions": svc.positions(a)},
                         "userFunding": lambda a: svc.funding_payments(a, 1000)}
         if kind in user_queries:
-            account = auth(body.get("user"), body.get("timestamp"), body.get("signature"))
+            account = auth(str(body.get("user", "")), body.get("timestamp"), body.get("signature"))
             return user_queries[kind](account)
         raise malformed(f"unknown info type {kind!r}")
 

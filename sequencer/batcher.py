@@ -39,9 +39,11 @@ from contracts_spec.types import (
     GovernanceEntry,
     Hash32,
     Liquidate,
+    Lots,
     OraclePrice,
     Seconds,
     SignedOrder,
+    Ticks,
     Trade,
     Withdraw,
 )
@@ -261,7 +263,7 @@ class Batcher:
                 params = getattr(entry.change, "params", None)
                 if params is not None and core.markets.get(params.market_id) == params:  # applied, not rejected
                     staleness[params.market_id] = params.oracle_staleness
-                    oracle_time.setdefault(params.market_id, 0)
+                    oracle_time.setdefault(params.market_id, Seconds(0))
             kept += 1
             n += 1
         if end <= start:
@@ -331,7 +333,7 @@ class Batcher:
                         signers[i] = signed.order.account  # checked at intake; never rechecked here
                         ids[i] = oid
                     pair.append(i)
-                txs.append(Trade(pair[0], pair[1], o.lots, o.price))
+                txs.append(Trade(pair[0], pair[1], Lots(o.lots), Ticks(o.price)))
             else:
                 txs.append(o)
             numbers.append(n)

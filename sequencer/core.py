@@ -231,7 +231,11 @@ class Core:
         assert self.journal is not None
         self.durable_seq = self.seq
         self.out_durable = self.out_end
-        self.journal.on_durable = lambda seq: loop.call_soon_threadsafe(self._on_durable, seq)
+
+        def on_durable(seq: int) -> None:  # on the journal's writer thread
+            loop.call_soon_threadsafe(self._on_durable, seq)
+
+        self.journal.on_durable = on_durable
         self.journal.loop = loop
 
     def _on_durable(self, seq: int) -> None:

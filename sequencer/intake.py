@@ -136,7 +136,7 @@ def parse_tif(value: Any) -> TimeInForce:
 def _object(value: Any, name: str) -> dict[str, Any]:
     if value.__class__ is not dict:
         raise malformed(f"{name} must be a JSON object")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 # --- messages --------------------------------------------------------------------------------

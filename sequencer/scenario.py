@@ -7,6 +7,7 @@ sequencer's matching path. Keys come from `private_key_from_seed` and are for de
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from contracts_spec import eip712
 from contracts_spec.crypto import address_of_private_key, private_key_from_seed
@@ -34,6 +35,8 @@ from contracts_spec.types import (
     Tx,
     Withdraw,
 )
+
+_T = TypeVar("_T", bound=Tx)
 
 
 class Keys:
@@ -150,7 +153,7 @@ class BatchBuilder:
 
     # --- result ---
 
-    def _add(self, tx: Tx) -> Tx:  # type: ignore[type-var]
+    def _add(self, tx: _T) -> _T:
         self.txs.append(tx)
         return tx
 

@@ -68,7 +68,7 @@ class Pending:
     fills the cache and answers the same dicts every time it is called."""
 
     def __init__(self, owner: Signers, ids: dict[int, Hash32], signers: dict[int, Address], todo: list[int],
-                 keys: list[bytes], parts: list[Future[list[_Known]]] | list[_Derived], size: int = 0,
+                 keys: list[bytes], parts: list[Future[list[_Known]]] | list[_Known], size: int = 0,
                  leaves: dict[int, Hash32] | None = None) -> None:
         """`parts`: what is derived already, or the pool's futures, each for `size` keys in turn;
         `leaves`: the orders_root leaves known so far (of the orders not in `todo`)."""
@@ -85,9 +85,7 @@ class Pending:
                 derived = derive_encoded(self.owner.preset, self.keys)
             ids, signers, leaves = self.ids, self.signers, self._leaves
             cache, keep = self.owner._cache, self.owner.cache_size
-            for i, key, got in zip(self.todo, self.keys, derived, strict=True):
-                oid, signer = got[0], got[1]
-                leaf = got[2] if len(got) == 3 else keccak(key)  # type: ignore[misc]
+            for i, key, (oid, signer, leaf) in zip(self.todo, self.keys, derived, strict=True):
                 ids[i], leaves[i] = oid, leaf
                 if signer is not None:
                     signers[i] = signer
@@ -103,20 +101,21 @@ class Pending:
         self.result()
         return [self._leaves[i] for i in range(len(self._leaves))]
 
-    def _collect(self) -> list[_Known] | list[_Derived]:
+    def _collect(self) -> list[_Known]:
         """The pool works through the chunks from the first; the node, now waiting for them, takes
         every chunk no worker has started from the last, so both CPUs recover until they meet."""
         parts, size = self.parts, self.size
-        if not parts or not isinstance(parts[0], Future):
-            return parts  # type: ignore[return-value]
-        got: list[list[_Known] | None] = [None] * len(parts)
-        for j in range(len(parts) - 1, -1, -1):
-            if not parts[j].cancel():  # type: ignore[union-attr]
+        futures = [p for p in parts if isinstance(p, Future)]
+        if len(futures) != len(parts):
+            return parts  # type: ignore[return-value]  # derived already (inline)
+        got: list[list[_Known] | None] = [None] * len(futures)
+        for j in range(len(futures) - 1, -1, -1):
+            if not futures[j].cancel():
                 break  # started: so is every chunk before it (the pool's queue is first in, first out)
             got[j] = derive_encoded(self.owner.preset, self.keys[j * size : (j + 1) * size])
         derived: list[_Known] = []
-        for j, part in enumerate(parts):
-            derived.extend(got[j] if got[j] is not None else part.result())  # type: ignore[union-attr]
+        for future, mine in zip(futures, got, strict=True):
+            derived.extend(mine if mine is not None else future.result())
         return derived
 
     def cancel(self) -> None:
@@ -175,7 +174,9 @@ class Signers:
             if hit[1] is not None:
                 signers[i] = hit[1]
         if len(todo) < self.parallel_orders or self.pool_size == 0:
-            return Pending(self, ids, signers, todo, keys, derive(self.preset, [orders[i] for i in todo]), 0, leaves)
+            derived = derive(self.preset, [orders[i] for i in todo])
+            known = [(oid, signer, keccak(key)) for (oid, signer), key in zip(derived, keys, strict=True)]
+            return Pending(self, ids, signers, todo, keys, known, 0, leaves)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.pool_size)
         # small chunks: the node takes the ones no worker has started once it waits for them
