@@ -17,7 +17,7 @@ from contracts_spec.dispute import Game, Seat
 from contracts_spec.errors import InvalidTransaction
 from contracts_spec.params import MAINNET
 from contracts_spec.state import State
-from contracts_spec.stf import BatchOrders, process_tx
+from contracts_spec.stf import BatchOrders, apply_batch, process_tx
 from contracts_spec.types import BatchData, OraclePrice
 from sequencer import faults
 from sequencer.scenario import BatchBuilder, Keys, dev_genesis
@@ -156,8 +156,6 @@ def test_a_skipped_deposit_leaves_out_every_deposit_and_what_needed_it() -> None
     body = faults.skip_deposits(ctx)
     assert len(body.txs) == len(honest.txs) - 1
     state = w.state.copy()
-    from contracts_spec.stf import apply_batch
-
     apply_batch(state, body, w.b.env(T0 + 5))  # valid: the base layer, not a game, refuses it once overdue
     assert state.globals().deposits_consumed == w.state.globals().deposits_consumed
 
@@ -170,6 +168,27 @@ def test_a_batch_without_the_ingredients_is_not_corrupted() -> None:
         with pytest.raises(faults.NotApplicable):
             faults.KINDS[kind](ctx)
     assert isinstance(ctx.body, BatchData)
+
+
+def test_a_lie_a_later_transaction_writes_over_is_not_told() -> None:
+    """A second oracle update of the market after the one the lie follows: the lie's write is
+    overwritten, the batch would be honest, and the injector waits for another batch (the matrix
+    once hung on such a batch: posted as a fault, judged valid by every verifier, made final)."""
+    w = World()
+    t = T0 + 5
+    w.oracle_pair(BTC, P_BTC, t - 1)
+    w.oracle_pair(BTC, P_BTC + 1, t)
+    w.b.match("alice", "bob", BTC, maker_buys=True, price=P_BTC + 5, lots=7)
+    honest, env = w.b.data(), w.b.env(t)
+    ctx = faults.Ctx(w.state.copy(), honest, env, {}, w.orders.get, {})
+    lie = faults.fault_oracle_not_median(ctx)
+    told, true = w.state.copy(), w.state.copy()
+    faults.execute_lie(told, lie, env)
+    apply_batch(true, honest, env)
+    assert told.root() == true.root()
+    with pytest.raises(faults.NotApplicable):
+        faults.check_told(lie.body, honest, told.root(), true.root())
+    faults.check_told(lie.body, honest, told.root(), bytes(32))  # a root that differs: a lie
 
 
 class _Batcher:
