@@ -335,17 +335,6 @@ class Verifier:
                 self.pool = self._new_pool()
             return fn(*args)
 
-    def _chunk_size(self, n: int) -> int:
-        return max(8, min(self.chunk, -(-n // (2 * self.workers))))
-
-    async def recover_many(self, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
-        if self.pool is None or len(pairs) < 8:
-            return _recover_chunk(pairs)
-        size = self._chunk_size(len(pairs))
-        parts = await asyncio.gather(*(self._on_pool(_recover_chunk, pairs[i:i + size])
-                                       for i in range(0, len(pairs), size)))
-        return [r for part in parts for r in part]
-
     def check_orders(self, preset: Preset, symbols: dict[str, int], markets: Any, raws: list[Any]
                      ) -> list[Awaitable[list[tuple[Any, ...]]]]:
         """`check_orders` over `raws` in chunks of `self.chunk`, all started now; await them in order.

@@ -46,22 +46,24 @@ def signed_pairs(n: int) -> tuple[list[tuple[bytes, bytes]], list[bytes | None]]
     return pairs, expected
 
 
+async def together(verifier: Verifier, pairs: list[tuple[bytes, bytes]]) -> list[bytes | None]:
+    """Every pair in one turn of the loop: one chunk, on a worker when there is one (and
+    `inline_below` is at most len(pairs))."""
+    return list(await asyncio.gather(*(verifier.recover(d, s) for d, s in pairs)))
+
+
 def test_every_mode_recovers_the_same_signers() -> None:
     pairs, expected = signed_pairs(40)
 
-    async def run(workers: int) -> tuple[list[bytes | None], list[bytes | None]]:
+    async def run(workers: int) -> list[bytes | None]:
         verifier = Verifier(workers, inline_below=4)  # 40 singles in one turn: one chunk on the worker
         try:
-            many = await verifier.recover_many(pairs)
-            singles = await asyncio.gather(*(verifier.recover(d, s) for d, s in pairs))  # one loop turn: a chunk
-            return many, list(singles)
+            return await together(verifier, pairs)
         finally:
             verifier.close()
 
     for workers in (0, 1):
-        many, singles = asyncio.run(run(workers))
-        assert [a if a is None else bytes(a) for a in many] == expected
-        assert [a if a is None else bytes(a) for a in singles] == expected
+        assert [a if a is None else bytes(a) for a in asyncio.run(run(workers))] == expected
 
 
 def test_a_lone_message_is_recovered_inline_even_with_workers() -> None:
@@ -82,11 +84,11 @@ def test_a_lone_message_is_recovered_inline_even_with_workers() -> None:
 CHILD = """
 import asyncio, sys, time
 sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
-from test_intake_verifier import signed_pairs
+from test_intake_verifier import signed_pairs, together
 from sequencer.intake import Verifier
 if __name__ == "__main__":  # the spawned worker imports this file too
-    v = Verifier(1)
-    asyncio.run(v.recover_many(signed_pairs(10)[0]))
+    v = Verifier(1, inline_below=4)
+    asyncio.run(together(v, signed_pairs(10)[0]))
     print(*v.pool._processes, flush=True)
     time.sleep(600)
 """
@@ -123,17 +125,17 @@ def test_a_dead_worker_costs_one_inline_chunk_and_a_new_pool() -> None:
     pairs, expected = signed_pairs(20)
 
     async def run() -> tuple[list[bytes | None], list[bytes | None]]:
-        verifier = Verifier(1)
+        verifier = Verifier(1, inline_below=4)
         try:
-            first = await verifier.recover_many(pairs)
+            first = await together(verifier, pairs)
             original = verifier.pool
             assert original is not None
             for worker in list(original._processes.values()):
                 worker.kill()
                 worker.join()
-            second = await verifier.recover_many(pairs)  # broken pool: inline, then a new pool
+            second = await together(verifier, pairs)  # broken pool: inline, then a new pool
             assert verifier.pool is not original
-            third = list(await asyncio.gather(*(verifier.recover(d, s) for d, s in pairs)))
+            third = await together(verifier, pairs)
             return first, second + third
         finally:
             verifier.close()
@@ -250,14 +252,14 @@ def test_a_worker_dying_mid_batch_leaves_every_order_answered() -> None:
     raws.insert(len(raws) // 2, Poison())
 
     async def run() -> tuple[list[tuple[Any, ...]], bool]:
-        verifier = Verifier(1, chunk=8)
+        verifier = Verifier(1, chunk=8, inline_below=4)
         try:
-            await verifier.recover_many(signed_pairs(8)[0])  # the worker is up
+            await together(verifier, signed_pairs(8)[0])  # the worker is up
             original = verifier.pool
             parts = verifier.check_orders(PRESET, SYMBOLS, {0, 1}, raws)
             items = [item for part in parts for item in await part]
             replaced = verifier.pool is not original
-            assert await verifier.recover_many(signed_pairs(8)[0]) == signed_pairs(8)[1]  # the new pool works
+            assert await together(verifier, signed_pairs(8)[0]) == signed_pairs(8)[1]  # the new pool works
             return items, replaced
         finally:
             verifier.close()
