@@ -2,9 +2,9 @@
 resting order is filled in many batches) and, on machines with two cores or more, in worker
 processes for big batches, in the background while the node executes the batch before.
 
-Each id is `eip712.order_digest` and each signer `crypto.recover_address`, the very functions
-`BatchOrders.verify` would call: handing them to `apply_batch` changes where they run, never
-what they are. An order whose signature does not recover is left out, so the STF itself
+Each id is `eip712.order_digest_of_encoding` (the spec's `order_digest`, read off the order's
+encoding) and each signer `crypto.recover_address`, as `BatchOrders.verify` computes them:
+handing them to `apply_batch` changes where they run, never what they are. An order whose signature does not recover is left out, so the STF itself
 rejects it with its named error. Recovery dominates replay: ~40 us an order here, two fresh
 orders a trade, against ~70 us a trade for the rest of the replay (bench/verifier.py). Each
 order's leaf of the header's orders_root (`codec.signed_order_hash`, the keccak of the encoding
@@ -23,8 +23,7 @@ from contracts_spec.crypto import keccak, recover_address
 from contracts_spec.errors import SpecError
 from contracts_spec.types import Address, Hash32, Preset, SignedOrder
 
-_Derived = tuple[Hash32, Address | None]
-_Known = tuple[Hash32, Address | None, Hash32]  # and the order's orders_root leaf
+_Known = tuple[Hash32, Address | None, Hash32]  # (order id, signer or None, orders_root leaf)
 
 
 def default_pool_size(cpus: int) -> int:
@@ -34,23 +33,11 @@ def default_pool_size(cpus: int) -> int:
     return max(cpus - 1, 0)
 
 
-def derive(preset: Preset, orders: Sequence[SignedOrder]) -> list[_Derived]:
-    """(order id, signer or None when the signature does not recover) per order."""
-    out: list[_Derived] = []
-    for so in orders:
-        oid = eip712.order_digest(preset, so.order)
-        try:
-            signer: Address | None = recover_address(oid, so.signature)
-        except SpecError:
-            signer = None
-        out.append((oid, signer))
-    return out
-
-
 def derive_encoded(preset: Preset, encoded: Sequence[bytes]) -> list[_Known]:
-    """`derive` in a worker, with each order's orders_root leaf: orders travel as their canonical
-    encoding (pickling bytes costs ~1/50 of pickling the dataclasses), and the id is read off it
-    (`eip712.order_digest_of_encoding`: no Order is built)."""
+    """(order id, signer or None when the signature does not recover, orders_root leaf) of each
+    order, from its canonical encoding: what travels to a worker (pickling bytes costs ~1/50 of
+    pickling the dataclasses), and the id is read off it (`eip712.order_digest_of_encoding`: no
+    Order is built)."""
     out: list[_Known] = []
     digest, signature_at = eip712.order_digest_of_encoding, -codec.SIGNATURE_BYTES
     for b in encoded:
@@ -174,9 +161,7 @@ class Signers:
             if hit[1] is not None:
                 signers[i] = hit[1]
         if len(todo) < self.parallel_orders or self.pool_size == 0:
-            derived = derive(self.preset, [orders[i] for i in todo])
-            known = [(oid, signer, keccak(key)) for (oid, signer), key in zip(derived, keys, strict=True)]
-            return Pending(self, ids, signers, todo, keys, known, 0, leaves)
+            return Pending(self, ids, signers, todo, keys, derive_encoded(self.preset, keys), 0, leaves)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.pool_size)
         # small chunks: the node takes the ones no worker has started once it waits for them

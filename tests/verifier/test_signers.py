@@ -18,7 +18,7 @@ from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address
 from contracts_spec.types import BatchData, Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
-from verifier.signers import Pending, Signers, default_pool_size, derive
+from verifier.signers import Pending, Signers, default_pool_size, derive_encoded
 
 keys = Keys("signers-")
 genesis = dev_genesis(keys)
@@ -139,8 +139,8 @@ def test_a_cancelled_batch_is_never_collected(pooled: Signers) -> None:
 
 def test_derive_leaves_out_what_does_not_recover() -> None:
     orders = batch(0, 4)
-    got = derive(PRESET, orders)
-    assert [oid for oid, _ in got] == [eip712.order_digest(PRESET, so.order) for so in orders]
+    got = derive_encoded(PRESET, [codec.encode_signed_order(so) for so in orders])
+    assert [oid for oid, _, _ in got] == [eip712.order_digest(PRESET, so.order) for so in orders]
     assert got[2][1] is None and got[0][1] == orders[0].order.account
 
 
