@@ -179,6 +179,17 @@ def post_overdrawn(arena: Arena, *more: tuple[int, int]) -> tuple[int, BatchData
     return arena.post(body, skip_rejected=True), body
 
 
+def assert_challenger_steps_on(arena: Arena, bid: int, defender: Player, index: int) -> None:
+    """vera challenges batch `bid` against `defender`, wins, and the one step is hers, on the
+    rejected transaction `index`."""
+    vera = arena.player("vera")
+    gid = vera.challenge(bid)
+    arena.drive(defender, vera, until=lambda: vera.is_done(gid) and defender.is_done(gid))
+    assert vera.outcome(gid).result == Result.WON  # type: ignore[union-attr]
+    stepped = [e.data for e in arena.seq.follow(names=["Stepped"]) if e.data["game_id"] == gid]
+    assert [(s["seat"], s["index"], s["rejected"]) for s in stepped] == [("challenger", index, True)]
+
+
 def test_a_rejected_transaction_claimed_valid_loses(arena: Arena) -> None:
     bid, body = post_overdrawn(arena, (10 * USDC, 0))
     roots = [arena.posted[bid].pre.root()]
@@ -188,13 +199,7 @@ def test_a_rejected_transaction_claimed_valid_loses(arena: Arena) -> None:
             process_tx(state, tx, BatchOrders(body.orders, DEV), arena.posted[bid].env)
         roots.append(state.root())
     assert roots[-1] == arena.posted[bid].header.post_root
-    defender = arena.player("sequencer", truth=lambda _: _Skipping(roots))
-    vera = arena.player("vera")
-    gid = vera.challenge(bid)
-    arena.drive(defender, vera, until=lambda: vera.is_done(gid) and defender.is_done(gid))
-    assert vera.outcome(gid).result == Result.WON  # type: ignore[union-attr]
-    stepped = [e.data for e in arena.seq.follow(names=["Stepped"]) if e.data["game_id"] == gid]
-    assert [(s["seat"], s["index"], s["rejected"]) for s in stepped] == [("challenger", 1, True)]
+    assert_challenger_steps_on(arena, bid, arena.player("sequencer", truth=lambda _: _Skipping(roots)), 1)
 
 
 def test_a_defender_whose_own_replay_is_rejected_never_agrees_past_the_rejection(arena: Arena) -> None:
@@ -202,13 +207,7 @@ def test_a_defender_whose_own_replay_is_rejected_never_agrees_past_the_rejection
     rules reject): both traces hold no state past it. Agreeing there would carry the game past the
     rejected transaction, where no one-step proof exists; the challenger must still step on it."""
     bid, _ = post_overdrawn(arena, (10 * USDC, 0), (1 * USDC, 1))  # 4 txs: the first midpoint (2) lies past 1
-    defender = arena.player("sequencer")  # the spec's replay of what it posted: rejected at 1
-    vera = arena.player("vera")
-    gid = vera.challenge(bid)
-    arena.drive(defender, vera, until=lambda: vera.is_done(gid) and defender.is_done(gid))
-    assert vera.outcome(gid).result == Result.WON  # type: ignore[union-attr]
-    stepped = [e.data for e in arena.seq.follow(names=["Stepped"]) if e.data["game_id"] == gid]
-    assert [(s["seat"], s["index"], s["rejected"]) for s in stepped] == [("challenger", 1, True)]
+    assert_challenger_steps_on(arena, bid, arena.player("sequencer"), 1)  # its own spec replay: rejected at 1
 
 
 def test_games_on_a_batch_built_on_a_lost_one_are_refunded(arena: Arena) -> None:
