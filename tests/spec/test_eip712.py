@@ -17,14 +17,16 @@ from eth_account import Account as EthAccount
 from eth_account.messages import _hash_eip191_message, encode_typed_data, hash_domain
 from eth_utils import to_checksum_address
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from contracts_spec import codec, eip712
+from contracts_spec import codec, crypto, eip712
 from contracts_spec.crypto import (
     SECP256K1_N,
     address_of_private_key,
     address_of_public_key,
     private_key_from_seed,
     recover_address,
+    sign_digest,
 )
 from contracts_spec.errors import BadSignature, InvalidAmount, WrongSigner
 from contracts_spec.params import DEV, MAINNET
@@ -320,3 +322,35 @@ def test_order_digest_throughput() -> None:
             digest(DEV, order)
         best = min(best, time.perf_counter() - start)
     assert len(orders) / best > 50_000, f"{len(orders) / best:,.0f} digests/s"
+
+
+# --- the lean recovery path --------------------------------------------------------------------
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=64, max_size=64), st.sampled_from([0, 1]))
+@settings(max_examples=300, deadline=None)
+def test_lean_recovery_is_coincurves(digest: bytes, rs: bytes, v: int) -> None:
+    """`recover_address` calls libsecp256k1 through coincurve's bindings directly: the same key,
+    or none, as coincurve's own PublicKey.from_signature_and_message, on any (r, s, v), including
+    an r that is no curve point's x (half of all r)."""
+    assert crypto._recover_public_key(digest, rs + bytes((v,)), v) == crypto._recover_public_key_coincurve(
+        digest, rs + bytes((v,)), v)
+
+
+def test_lean_recovery_of_real_signatures() -> None:
+    for i in range(20):
+        digest = bytes([i + 1]) * 32
+        signature = sign_digest(KEY, digest)
+        v = signature[64] - 27
+        assert crypto._recover_public_key(digest, signature, v) == crypto._recover_public_key_coincurve(
+            digest, signature, v)
+        assert recover_address(digest, signature) == ALICE
+
+
+def test_r_not_on_curve_is_bad_signature() -> None:
+    def no_point(x: int) -> bool:
+        return crypto._recover_public_key_coincurve(bytes(32), x.to_bytes(32, "big") + (1).to_bytes(32, "big"), 0) is None
+
+    r = next(x for x in range(1, 100) if no_point(x))
+    with pytest.raises(BadSignature, match="does not recover"):
+        recover_address(bytes([7]) * 32, r.to_bytes(32, "big") + (1).to_bytes(32, "big") + b"\x1b")
