@@ -12,10 +12,15 @@ Phase 2, with the sequencer stopped so nothing shares the CPU: a fresh `rampart-
 (fresh database) against that base layer, timed until its database shows every batch verified.
 Figures: replay trades/s from the process start and from the node being ready (its database
 bound), and the ratio verifier / sequencer. The goal is at least 2x: a verifier never falls behind.
+Steady rates cut both sides the same way: the trades of batches 2 to n-1, from the moment the
+first batch is posted (verified) to the moment batch n-1 is, so neither the sequencer's first
+batch interval and drain nor the verifier's start-up and last batch count. This machine's speed
+drifts by tens of percent from minute to minute: `--repeat` takes several pairs of phases, each
+ratio from a sequencer and verifiers measured within a minute of each other.
 
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
                                  [--verifier-workers W[,W...]] [--verifier-runs R] [--baseline DIR]
-                                 [--profile PATH]
+                                 [--profile PATH] [--py-spy PATH] [--repeat K]
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import os
 import resource
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +59,7 @@ from verifier.replay import count_trades, decode_body  # noqa: E402
 PRICES = {0: 500_000, 1: 300_000}  # oracle price per market; every order within 1,000 ticks of it
 ACCOUNTS = 16
 POLL = 0.02  # seconds between polls while timing (a cheap GET or one SQLite read)
+SIGNED: dict[tuple[int, int], list[bytes]] = {}  # (orders, batch) -> request bodies
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -128,6 +136,43 @@ def children_cpu() -> float:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} / {five:.2f} (1 / 5 min, {os.cpu_count()} CPUs)"
+
+
+class Landed(threading.Thread):
+    """When each batch index first shows as the base layer's head (`/rollup`), polled every POLL s,
+    in a thread of its own while phase 1 pushes orders: index -> perf_counter seconds."""
+
+    def __init__(self, l1_url: str) -> None:
+        super().__init__(daemon=True)
+        self.l1_url, self.times, self.done = l1_url, {}, threading.Event()
+        self.times: dict[int, float]
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.l1_url, timeout=30) as c:
+            while not self.done.is_set():
+                mark(self.times, int(c.get("/rollup").json()["head_index"]))
+                self.done.wait(POLL)
+
+
+def mark(times: dict[int, float], head: int | None) -> None:
+    """Every index up to `head` not seen before lands now."""
+    if head is None:
+        return
+    now = time.perf_counter()
+    for index in range(max(times, default=head - 1) + 1, head + 1):
+        times.setdefault(index, now)
+
+
+def steady(times: dict[int, float], trades: dict[int, int]) -> tuple[float, int] | None:
+    """(trades/s, trades) between the first batch's time and the one before the last's: the rate
+    once started and before draining, the same cut for the sequencer (posted) and the verifier
+    (verified). None with fewer than three batches."""
+    indices = sorted(trades)
+    if len(indices) < 3 or any(i not in times for i in indices):
+        return None
+    first, last = indices[0], indices[-2]
+    counted = sum(trades[i] for i in indices[1:-1])
+    return counted / (times[last] - times[first]), counted
 
 
 # --- the workload -----------------------------------------------------------------------------------
@@ -237,23 +282,32 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
         time.sleep(0.1)
     setup = settle(http, http.get("/health").json()["outputs"])
     first_index = setup[-1]["index"] + 1
-    print(f"signing {a.orders:,} orders ...", flush=True)
-    bodies = rounds(keys, genesis, a.orders, a.batch)
+    if (a.orders, a.batch) not in SIGNED:  # a fresh chain each measurement: the same orders serve again
+        print(f"signing {a.orders:,} orders ...", flush=True)
+        SIGNED[(a.orders, a.batch)] = rounds(keys, genesis, a.orders, a.batch)
+    bodies = SIGNED[(a.orders, a.batch)]
     sent = sum(body.count(b'"signature"') for body in bodies)
     print(f"phase 1, sequencer ({load()}): {sent:,} orders in {len(bodies):,} requests of {a.batch}, "
           f"{a.clients} connections, batch interval {a.batch_interval} s, verify workers {a.verify_workers}",
           flush=True)
+    landed = Landed(l1_url)
+    landed.start()
     start, acked, ok, refused = asyncio.run(push(seq_port, bodies, a.clients))
     outputs = http.get("/health").json()["outputs"]
     settle(http, outputs)
     posted = time.perf_counter()
+    landed.done.set()
+    landed.join()
     batches = [b for b in all_batches(http) if b["index"] >= first_index]
     http.close()
     procs.stop(seq)  # phase 2 has the machine to itself
     cpu = children_cpu() - cpu0  # the sequencer and its signature workers, from start to stop
     with L1Client(l1_url) as client:
-        trades = sum(count_trades(decode_body(client.batch_data(b["dataHash"]), genesis.preset.max_batch_txs))
-                     for b in batches)
+        per_batch = {b["index"]: count_trades(decode_body(client.batch_data(b["dataHash"]), genesis.preset.max_batch_txs))
+                     for b in batches}
+    trades = sum(per_batch.values())
+    mark(landed.times, batches[-1]["index"])  # posted by now (settle saw it)
+    seq_steady = steady(landed.times, per_batch)
     txs = sum(b["txCount"] for b in batches)
     seconds = posted - start
     print(f"  acknowledged {ok:,} orders ({refused:,} refused) in {acked - start:.2f} s = "
@@ -261,12 +315,17 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     print(f"  posted {trades:,} trades ({txs:,} txs) in {len(batches)} batches, last posted {posted - acked:.2f} s "
           f"after the last ack: {seconds:.2f} s from the first order = {trades / seconds:,.0f} trades/s "
           f"sustained ({load()})")
+    if seq_steady is not None:
+        print(f"  steady (batches 2 to {len(batches) - 1} of {len(batches)}, from the first's post to the one before the "
+              f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted")
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
           f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
     if trades * 2 != ok:
         print(f"  WARNING: {ok:,} orders made {trades:,} trades, not one trade per two orders: the workload "
               f"did not trade as designed")
-    return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches), "last_index": batches[-1]["index"]}
+    return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches),
+            "last_index": batches[-1]["index"], "per_batch": per_batch,
+            "steady": seq_steady[0] if seq_steady is not None else None}
 
 
 # --- phase 2: a fresh verifier ---------------------------------------------------------------------------
@@ -300,7 +359,7 @@ def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
 
 
 def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, run: int,
-                   target: dict[str, Any], variant: str) -> float:
+                   target: dict[str, Any], variant: str) -> dict[str, float | None]:
     """One fresh verifier; `variant` is a RAMPART_VERIFIER_WORKERS value, "default", or "baseline"
     (the verifier of the checkout at --baseline, with its defaults)."""
     workers, cwd = (variant, None) if variant != "baseline" else ("default", a.baseline)
@@ -325,9 +384,11 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     started = time.perf_counter()
     proc = procs.start(cmd, f"verifier-{run}.log", env, cwd=cwd)
     ready = None
+    judged: dict[int, float] = {}  # batch index -> when the node's head reached it
     try:
         while True:
             head, verdicts, trades = db_progress(db)
+            mark(judged, head)
             if ready is None and head is not None:
                 ready = time.perf_counter()
             if head is not None and head >= target["last_index"]:
@@ -351,13 +412,19 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     _, _, trades = db_progress(db)
     assert ready is not None
     rate, rate_ready = trades / (done - started), trades / (done - ready)
+    ver_steady = steady(judged, target["per_batch"])
     print(f"  run {run}, {label(variant)}: {trades:,} trades verified in {done - started:.2f} s from the process start = "
           f"{rate:,.0f} trades/s ({rate / target['rate']:.2f}x the sequencer); from the node ready "
           f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
           f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s, {trades / cpu / target['per_cpu']:.2f}x the "
           f"sequencer's), judge_batch {db_judge_seconds(db):.2f} s; status: {verified}; before {before}, "
           f"after {load()}", flush=True)
-    return rate
+    ratio_steady = None
+    if ver_steady is not None and target["steady"]:
+        ratio_steady = ver_steady[0] / target["steady"]
+        print(f"    steady (the same batches as the sequencer's): {ver_steady[1]:,} trades at {ver_steady[0]:,.0f} "
+              f"trades/s verified = {ratio_steady:.2f}x the sequencer's steady rate", flush=True)
+    return {"start": rate / target["rate"], "ready": rate_ready / target["rate"], "steady": ratio_steady}
 
 
 def label(variant: str) -> str:
@@ -382,9 +449,31 @@ def main() -> None:
     p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
     p.add_argument("--py-spy", type=Path, help="sample each verifier with py-spy (raw, idle included) into "
                    "PY_SPY.<run>")
+    p.add_argument("--repeat", type=int, default=1, help="the whole measurement this many times, each with a "
+                   "fresh base layer and sequencer, so the ratios of every pair are taken minutes apart")
     a = p.parse_args()
     keys = Keys("bench/")
     genesis = dev_genesis(keys)
+    choices = a.verifier_workers.split(",") + (["baseline"] if a.baseline else [])
+    ratios: dict[str, dict[str, list[float]]] = {w: {"start": [], "ready": [], "steady": []} for w in choices}
+    for repeat in range(a.repeat):
+        if a.repeat > 1:
+            print(f"--- measurement {repeat + 1} of {a.repeat}", flush=True)
+        measure(a, keys, genesis, choices, ratios)
+    for w, got in ratios.items():
+        print(f"verifier ({label(w)}) / sequencer, goal at least 2x:")
+        for kind, what in (("start", "trades/s from the process start / the sequencer's from its first order to "
+                                     "its last post"),
+                           ("ready", "from the node ready / the same"),
+                           ("steady", "steady / steady (batches 2 to n-1 on both sides)")):
+            if got[kind]:
+                print(f"  {kind:<6}: {', '.join(f'{r:.2f}x' for r in got[kind])}, median "
+                      f"{statistics.median(got[kind]):.2f}x ({what})")
+
+
+def measure(a: argparse.Namespace, keys: Keys, genesis: Any, choices: list[str],
+            ratios: dict[str, dict[str, list[float]]]) -> None:
+    """One base layer and sequencer, phase 1, then every verifier run of phase 2 on its batches."""
     with tempfile.TemporaryDirectory() as tmp_name, terminated_on_sigterm():
         procs = Procs(Path(tmp_name))
         try:
@@ -397,19 +486,14 @@ def main() -> None:
             target = sequencer_phase(a, procs, keys, genesis, l1_url)
             print(f"phase 2, fresh verifiers over those {target['batches']} batches (and the setup before them), "
                   f"the sequencer stopped:", flush=True)
-            choices = a.verifier_workers.split(",") + (["baseline"] if a.baseline else [])
-            rates: dict[str, list[float]] = {w: [] for w in choices}
             for run in range(a.verifier_runs * len(choices)):
                 w = choices[run % len(choices)]
-                rates[w].append(verifier_phase(a, procs, keys, l1_url, run + 1, target, w))
-            seq = target["rate"]
-            for w, got in rates.items():
-                ratios = ", ".join(f"{r / seq:.2f}x" for r in got)
-                print(f"verifier ({label(w)}) / sequencer: {ratios} (goal at least 2x); sequencer {seq:,.0f} "
-                      f"trades/s posted, verifier {', '.join(f'{r:,.0f}' for r in got)} trades/s")
+                got = verifier_phase(a, procs, keys, l1_url, run + 1, target, w)
+                for kind, ratio in got.items():
+                    if ratio is not None:
+                        ratios[w][kind].append(ratio)
         finally:
             procs.stop_all()
-
 
 if __name__ == "__main__":
     try:
