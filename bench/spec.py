@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.spec.conftest, below
 
 from contracts_spec import codec, eip712
 from contracts_spec.state import State

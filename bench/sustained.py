@@ -446,8 +446,9 @@ def main() -> None:
                    "per --verifier-workers value (values alternate)")
     p.add_argument("--baseline", type=Path, help="also time the verifier of this checkout (e.g. a git worktree "
                    "of an earlier commit), alternating with the others on the same batches")
-    p.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
-    p.add_argument("--py-spy", type=Path, help="sample each verifier with py-spy (raw, idle included) into "
+    profilers = p.add_mutually_exclusive_group()
+    profilers.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
+    profilers.add_argument("--py-spy", type=Path, help="sample each verifier with py-spy (raw, idle included) into "
                    "PY_SPY.<run>")
     p.add_argument("--repeat", type=int, default=1, help="the whole measurement this many times, each with a "
                    "fresh base layer and sequencer, so the ratios of every pair are taken minutes apart")

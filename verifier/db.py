@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from l1_mock import db as l1_db
+from verifier.snapshot import SnapshotError, delta_base
 
 
 class Base(DeclarativeBase):
@@ -76,7 +77,8 @@ Index("ix_batches_parent", BatchRow.parent_id)
 
 
 class CheckpointRow(Base):
-    """The full state after a verified batch (verifier.snapshot), so a restart replays little."""
+    """The state after a verified batch (verifier.snapshot), so a restart replays little: all of
+    it, or a delta over an older checkpoint of the same chain that the blob names."""
 
     __tablename__ = "checkpoints"
     batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -157,6 +159,18 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 
 def get_node(s: Session) -> NodeRow | None:
     return s.get(NodeRow, 1)
+
+
+def checkpoint_chain(s: Session, ck: CheckpointRow) -> list[CheckpointRow]:
+    """The checkpoints that together hold the state at `ck`: a full one, then deltas, ending at `ck`."""
+    chain = [ck]
+    while (base := delta_base(chain[-1].blob)) is not None:
+        row = s.get(CheckpointRow, base)
+        if row is None:
+            raise SnapshotError(f"checkpoint at batch {chain[-1].batch_id} builds on a missing one at {base}")
+        chain.append(row)
+    chain.reverse()
+    return chain
 
 
 def latest_checkpoint_on(s: Session, chain: list[int]) -> CheckpointRow | None:

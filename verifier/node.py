@@ -42,12 +42,21 @@ from l1_mock.client import Event, L1Client, L1Error
 from l1_mock.envelope import hex0x, unhex
 from l1_mock.wire import game_from_json, game_to_json
 from verifier import db
-from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, NodeRow, QueueRow
+from verifier.db import (
+    AlertRow,
+    BatchRow,
+    CheckpointRow,
+    GameRow,
+    MoveRow,
+    NodeRow,
+    QueueRow,
+    checkpoint_chain,
+)
 from verifier.player import Outcome, Played, Player, Result
 from verifier.replay import StateMismatch, Verdict, decode_body, decode_body_and_orders, judge_batch
 from verifier.settings import Settings
 from verifier.signers import Pending, Signers
-from verifier.snapshot import decode_state, encode_state
+from verifier.snapshot import decode_state, encode_delta, encode_state
 from verifier.trace import Trace
 
 log = logging.getLogger("rampart.verifier")
@@ -197,6 +206,12 @@ class Node:
         self.signers = Signers(self.preset, settings.workers, settings.parallel_orders)
         self.state: State | None = None  # after our head; loaded on first need
         self._since_checkpoint = 0
+        # What the next checkpoint writes (verifier.snapshot): the slots written since the newest
+        # checkpoint on our head's chain (`_base`; None: none, so the next one is full), and the
+        # records of the last full checkpoint and of the deltas written over it since
+        self._base: int | None = None
+        self._changed: set[tuple[int, bytes]] = set()
+        self._full_records = self._delta_records = 0
         self.progress: Progress | None = None
         # The shared dispute player, in our seat, with its progress in our database
         self.player = None if key is None else Player(
@@ -454,7 +469,8 @@ class Node:
             with self.sessions() as s:
                 node = self.node_row(s)
                 head, root = node.head_batch_id, node.head_root
-            self.state = self.state_after(head)
+            self.state, self._base, self._changed = self._restore(head)
+            self._full_records = 0  # unknown after a restart: the next checkpoint is a full one
             # Verify what we restored is what we had verified
             if hex0x(self.state.root()) != root:
                 raise RuntimeError(f"restored state root {hex0x(self.state.root())} is not the head's {root}")
@@ -491,6 +507,7 @@ class Node:
                             batch_id=b.batch_id)
                 log.warning("batch %d (index %d) is WRONG: %s", b.batch_id, b.index, what)
         if verdict.valid:
+            self._changed.update(verdict.written)
             log.info("batch %d (index %d) valid: %d txs, %d trades in %.3f s", row.batch_id, row.index,
                      row.tx_count, verdict.trades, verdict.seconds)
             self._since_checkpoint += 1
@@ -518,8 +535,14 @@ class Node:
                 return
             if not force and self._since_checkpoint == 0:
                 return
-            blob = encode_state(self.state)
+            if self._base is None or self._delta_records + len(self._changed) > self._full_records:
+                blob = encode_state(self.state)
+                self._full_records, self._delta_records = len(self.state.records), 0
+            else:
+                blob = encode_delta(self.state, self._changed, self._base)
+                self._delta_records += len(self._changed)
             s.add(CheckpointRow(batch_id=node.head_batch_id, index=node.head_index, root=node.head_root, blob=blob))
+            self._base, self._changed = node.head_batch_id, set()
             self._since_checkpoint = 0
             self._prune_checkpoints(s, node)
 
@@ -535,7 +558,7 @@ class Node:
             open_games = s.scalar(select(GameRow.game_id).where(GameRow.batch_id == b.batch_id,
                                                                  GameRow.status == "open").limit(1))
             if b.window_ends <= node.l1_time and b.l1_status == "pending" and open_games is None:
-                final_at = ck.index
+                final_at = checkpoint_chain(s, ck)[0].index  # and the full checkpoint it builds on
                 break
         if final_at is not None:
             s.execute(delete(CheckpointRow).where(CheckpointRow.index < final_at))
@@ -559,16 +582,23 @@ class Node:
     def state_after(self, batch_id: int | None) -> State:
         """The state after a batch we verified valid (None: genesis): the newest checkpoint on its
         way, then its batches replayed from the base layer's data."""
+        return self._restore(batch_id)[0]
+
+    def _restore(self, batch_id: int | None) -> tuple[State, int | None, set[tuple[int, bytes]]]:
+        """`state_after`, with the checkpoint it started from (None: genesis) and the slots the
+        batches replayed after it wrote: what a delta over that checkpoint would hold."""
         with self.sessions() as s:
             rows = self.chain_to(s, batch_id)
             start = rows[0].parent_id if rows else batch_id
             ck = s.get(CheckpointRow, start) if start is not None else None
+            chain = checkpoint_chain(s, ck) if ck is not None else []
         if ck is not None:
-            state = decode_state(ck.blob, unhex(ck.root))
+            state = decode_state([c.blob for c in chain], unhex(ck.root))
         elif start is None:
             state = State.from_genesis(self.genesis)
         else:  # pragma: no cover - chain_to stops only at a checkpoint or genesis
             raise RuntimeError("no checkpoint on the way")
+        written: set[tuple[int, bytes]] = set()
         for i, row in enumerate(rows):
             # Verify we only replay batches we judged valid: a wrong batch has no true post-state
             if row.verdict != "valid":
@@ -577,13 +607,14 @@ class Node:
             header, body = self.load_body(row)
             ids, signers = self.signers.for_batch(body.orders)
             apply_batch(state, body, self.env(header), signers, ids)
+            written.update(state.undo[::2])  # the slot of each (slot, old record) pair
             state.checkpoint()
             if hex0x(state.root()) != row.post_root:
                 raise RuntimeError(f"replaying batch {row.batch_id} gave another root than when it was verified")
             if self.progress is not None:
                 self.progress("restore", i + 1, len(rows))
         self._since_checkpoint = len(rows)
-        return state
+        return state, start if ck is not None else None, written
 
     def pre_state(self, batch_id: int) -> tuple[State, BatchHeader, BatchData, Env]:
         """Everything needed to re-execute a batch: the state before it, its header, data and env."""

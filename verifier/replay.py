@@ -35,6 +35,7 @@ class Verdict:
     rejected_error: str | None = None
     trades: int = 0
     seconds: float = 0.0
+    written: Sequence[tuple[int, bytes]] = ()  # a valid batch's: every slot it wrote (repeats possible)
 
 
 def decode_body(data: bytes, max_txs: int) -> BatchData:
@@ -76,8 +77,10 @@ def judge_batch(
     # Verify the header commits to this data
     _compare(mismatch, "tx_count", len(body.txs), header.tx_count)
     _compare(mismatch, "tx_root", list_root([codec.tx_hash(tx) for tx in body.txs]), header.tx_root)
-    if order_leaves is None or len(order_leaves) != len(body.orders):
+    if order_leaves is None:
         order_leaves = [codec.signed_order_hash(o) for o in body.orders]
+    elif len(order_leaves) != len(body.orders):  # a caller's mistake, never the batch's
+        raise ValueError(f"{len(order_leaves)} orders_root leaves for {len(body.orders)} orders")
     _compare(mismatch, "orders_root", list_root(order_leaves), header.orders_root)
     if mismatch:
         return Verdict(False, None, mismatch, trades=trades, seconds=time.perf_counter() - started)
@@ -98,8 +101,9 @@ def judge_batch(
     if mismatch:
         undo_to(state, mark, pre_root)
         return Verdict(False, root, mismatch, trades=trades, seconds=time.perf_counter() - started)
+    written = state.undo[mark::2]  # the slot of each (slot, old record) pair
     state.checkpoint()
-    return Verdict(True, root, trades=trades, seconds=time.perf_counter() - started)
+    return Verdict(True, root, trades=trades, seconds=time.perf_counter() - started, written=written)
 
 
 def _compare(out: dict[str, tuple[str, str]], name: str, expected: Any, claimed: Any) -> None:
