@@ -507,7 +507,7 @@ class Node:
                             batch_id=b.batch_id)
                 log.warning("batch %d (index %d) is WRONG: %s", b.batch_id, b.index, what)
         if verdict.valid:
-            self._changed.update(verdict.written)
+            self._changed |= verdict.written
             log.info("batch %d (index %d) valid: %d txs, %d trades in %.3f s", row.batch_id, row.index,
                      row.tx_count, verdict.trades, verdict.seconds)
             self._since_checkpoint += 1
@@ -607,7 +607,7 @@ class Node:
             header, body = self.load_body(row)
             ids, signers = self.signers.for_batch(body.orders)
             apply_batch(state, body, self.env(header), signers, ids)
-            written.update(state.undo[::2])  # the slot of each (slot, old record) pair
+            written |= state.dirty  # what the batch wrote: the root below flushes it
             state.checkpoint()
             if hex0x(state.root()) != row.post_root:
                 raise RuntimeError(f"replaying batch {row.batch_id} gave another root than when it was verified")

@@ -35,7 +35,7 @@ class Verdict:
     rejected_error: str | None = None
     trades: int = 0
     seconds: float = 0.0
-    written: Sequence[tuple[int, bytes]] = ()  # a valid batch's: every slot it wrote (repeats possible)
+    written: frozenset[tuple[int, bytes]] = frozenset()  # a valid batch's: every slot it wrote
 
 
 def decode_body(data: bytes, max_txs: int) -> BatchData:
@@ -92,6 +92,7 @@ def judge_batch(
         claimed = "0x" + header.post_root.hex()
         return Verdict(False, None, {"post_root": ("rejected", claimed)}, index, error, trades,
                        time.perf_counter() - started)
+    written = frozenset(state.dirty)  # what the batch wrote: the pre-root above flushed the rest
     root = state.root()
     g = state.globals()
     _compare(mismatch, "post_root", root, header.post_root)
@@ -101,7 +102,6 @@ def judge_batch(
     if mismatch:
         undo_to(state, mark, pre_root)
         return Verdict(False, root, mismatch, trades=trades, seconds=time.perf_counter() - started)
-    written = state.undo[mark::2]  # the slot of each (slot, old record) pair
     state.checkpoint()
     return Verdict(True, root, trades=trades, seconds=time.perf_counter() - started, written=written)
 
