@@ -374,7 +374,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     if a.py_spy:  # sampled, idle time included: where the node waits as well as where it computes
         spy = Path(sys.executable).with_name("py-spy")
         profile = []
-        pre = [str(spy), "record", "--idle", "--subprocesses", "--threads", "--format", "raw", "-r", "100", "-o", str(a.py_spy) + f".{run}", "--"]
+        pre = [str(spy), "record", *(["--gil"] if a.py_spy_gil else ["--idle"]), "--subprocesses", "--threads", "--format", "raw", "-r", "100", "-o", str(a.py_spy) + f".{run}", "--"]
     else:
         pre = []
     cmd = [*pre, sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
@@ -450,6 +450,8 @@ def main() -> None:
     profilers.add_argument("--profile", type=Path, help="cProfile each verifier into PROFILE.<run> (slows it down)")
     profilers.add_argument("--py-spy", type=Path, help="sample each verifier with py-spy (raw, idle included) into "
                    "PY_SPY.<run>")
+    p.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only samples holding the GIL (each "
+                   "thread's own Python work; C calls that release it, such as recovery, drop out)")
     p.add_argument("--repeat", type=int, default=1, help="the whole measurement this many times, each with a "
                    "fresh base layer and sequencer, so the ratios of every pair are taken minutes apart")
     a = p.parse_args()
