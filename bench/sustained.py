@@ -139,19 +139,24 @@ def load() -> str:
 
 
 class Landed(threading.Thread):
-    """When each batch index first shows as the base layer's head (`/rollup`), polled every POLL s,
-    in a thread of its own while phase 1 pushes orders: index -> perf_counter seconds."""
+    """When each batch index first lands on the base layer, in a thread of its own while phase 1
+    pushes orders: index -> perf_counter seconds. It reads the base layer's SQLite file every POLL s,
+    as phase 2 reads the verifier's, so that neither side pays for being watched."""
 
-    def __init__(self, l1_url: str) -> None:
+    def __init__(self, l1_db: Path) -> None:
         super().__init__(daemon=True)
-        self.l1_url, self.times, self.done = l1_url, {}, threading.Event()
+        self.l1_db, self.times, self.done = l1_db, {}, threading.Event()
         self.times: dict[int, float]
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.l1_url, timeout=30) as c:
+        con = sqlite3.connect(f"file:{self.l1_db}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+        try:
             while not self.done.is_set():
-                mark(self.times, int(c.get("/rollup").json()["head_index"]))
+                head = con.execute('SELECT max("index") FROM batches').fetchone()[0]
+                mark(self.times, None if head is None else int(head))
                 self.done.wait(POLL)
+        finally:
+            con.close()
 
 
 def mark(times: dict[int, float], head: int | None) -> None:
@@ -290,7 +295,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     print(f"phase 1, sequencer ({load()}): {sent:,} orders in {len(bodies):,} requests of {a.batch}, "
           f"{a.clients} connections, batch interval {a.batch_interval} s, verify workers {a.verify_workers}",
           flush=True)
-    landed = Landed(l1_url)
+    landed = Landed(procs.tmp / "l1.db")
     landed.start()
     start, acked, ok, refused = asyncio.run(push(seq_port, bodies, a.clients))
     outputs = http.get("/health").json()["outputs"]
