@@ -531,20 +531,27 @@ class Node:
             return
         with self.session() as s:
             node = self.node_row(s)
-            if node.head_batch_id is None or s.get(CheckpointRow, node.head_batch_id) is not None:
+            head = node.head_batch_id
+            if head is None or s.get(CheckpointRow, head) is not None:
                 return
             if not force and self._since_checkpoint == 0:
                 return
-            if self._base is None or self._delta_records + len(self._changed) > self._full_records:
+            full = self._base is None or self._delta_records + len(self._changed) > self._full_records
+            if full:
                 blob = encode_state(self.state)
-                self._full_records, self._delta_records = len(self.state.records), 0
             else:
+                assert self._base is not None
                 blob = encode_delta(self.state, self._changed, self._base)
-                self._delta_records += len(self._changed)
-            s.add(CheckpointRow(batch_id=node.head_batch_id, index=node.head_index, root=node.head_root, blob=blob))
-            self._base, self._changed = node.head_batch_id, set()
-            self._since_checkpoint = 0
+            s.add(CheckpointRow(batch_id=head, index=node.head_index, root=node.head_root, blob=blob))
             self._prune_checkpoints(s, node)
+        # Committed: only now is it the base of the next delta (a failed commit leaves the delta
+        # chain as it was, and the next checkpoint covers these changes too)
+        if full:
+            self._full_records, self._delta_records = len(self.state.records), 0
+        else:
+            self._delta_records += len(self._changed)
+        self._base, self._changed = head, set()
+        self._since_checkpoint = 0
 
     @staticmethod
     def _prune_checkpoints(s: Session, node: NodeRow) -> None:

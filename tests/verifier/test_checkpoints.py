@@ -143,3 +143,36 @@ def test_a_missing_base_is_a_snapshot_error(world: World) -> None:
         s.commit()
         with pytest.raises(SnapshotError, match="builds on a missing one"):
             checkpoint_chain(s, delta)
+
+
+def test_a_checkpoint_that_fails_to_commit_changes_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next delta builds on the last checkpoint that is in the database, never on one whose
+    transaction failed, and still holds every change since."""
+    v = world.verifier(checkpoint_every=100)
+    world.post(world.setup_batch())
+    world.post(world.honest_batch(0))
+    v.sync()
+    v.save_checkpoint()  # a full one
+    world.post(world.honest_batch(1))
+    v.sync()
+    base, changed = v._base, set(v._changed)
+    assert changed
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(Verifier, "_prune_checkpoints", staticmethod(fail))
+    with pytest.raises(RuntimeError):
+        v.save_checkpoint()
+    assert (v._base, v._changed) == (base, changed)
+    assert len(_checkpoints(v)) == 1
+    monkeypatch.undo()
+    world.post(world.honest_batch(2))
+    v.sync()
+    v.save_checkpoint()
+    assert [b for _, b in _checkpoints(v)] == [None, base]
+    with v.sessions() as s:
+        newest = s.scalars(select(CheckpointRow).order_by(CheckpointRow.index.desc())).first()
+        assert newest is not None
+        chain = [c.blob for c in checkpoint_chain(s, newest)]
+    assert decode_state(chain, v.head_state().root()).root() == v.head_state().root()
