@@ -145,8 +145,8 @@ class Landed(threading.Thread):
 
     def __init__(self, l1_db: Path) -> None:
         super().__init__(daemon=True)
-        self.l1_db, self.times, self.done = l1_db, {}, threading.Event()
-        self.times: dict[int, float]
+        self.l1_db, self.done = l1_db, threading.Event()
+        self.times: dict[int, float] = {}
 
     def run(self) -> None:
         con = sqlite3.connect(f"file:{self.l1_db}?mode=ro", uri=True, timeout=5, check_same_thread=False)
