@@ -35,8 +35,13 @@ _HALF_N_BYTES: Final = SECP256K1_HALF_N.to_bytes(32, "big")
 
 
 def address_of_public_key(public_key: coincurve.PublicKey) -> bytes:
-    """Ethereum address: the last 20 bytes of keccak256 of the uncompressed key."""
-    return keccak(public_key.format(compressed=False)[1:])[12:]
+    """`address_of_key_bytes` of a coincurve key."""
+    return address_of_key_bytes(public_key.format(compressed=False)[1:])
+
+
+def address_of_key_bytes(uncompressed: bytes) -> bytes:
+    """Ethereum address: the last 20 bytes of keccak256 of the uncompressed key (64 bytes, no prefix)."""
+    return keccak(uncompressed)[12:]
 
 
 def recover_address(digest: bytes, signature: bytes) -> bytes:
@@ -57,7 +62,7 @@ def recover_address(digest: bytes, signature: bytes) -> bytes:
     public_key = _recover_public_key(digest, signature, v)
     if public_key is None:
         raise BadSignature("signature does not recover a key")
-    return keccak(public_key)[12:]
+    return address_of_key_bytes(public_key)
 
 
 def _recover_public_key_coincurve(digest: bytes, signature: bytes, v: int) -> bytes | None:
