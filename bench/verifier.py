@@ -183,7 +183,7 @@ def checkpoint(state: State, body: BatchData, env: Env, signers: dict, ids: dict
     root = after.root()
     save = best(lambda: _timed(lambda: encode_state(after)))
     blob = encode_state(after)
-    load = best(lambda: _timed(lambda: decode_state(blob, root)))
+    load = best(lambda: _timed(lambda: decode_state([blob], root)))
     print(f"checkpoint of the state after it: {len(after.records):,} records, {len(blob):,} bytes; "
           f"save {save:.3f} s, restore (decode + tree + root check) {load:.3f} s")
     print(f"  restoring costs what replaying {load * replay_rate:,.0f} trades would; a restart then replays "
