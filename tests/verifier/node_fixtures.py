@@ -120,6 +120,12 @@ class World:
             self.seq_client.register_sequencer(need)
         self.seq.rollback(lost.pre_states[0], lost.header.index)
 
+    def post_honest(self, count: int) -> list[int]:
+        """The setup batch, then `count` honest batches, posted: their base-layer batch ids."""
+        ids = [self.post(self.setup_batch())]
+        ids.extend(self.post(self.honest_batch(i)) for i in range(count))
+        return ids
+
     def setup_batch(self) -> Built:
         """Deposits for five traders, both oracle prices, one open BTC position each for alice/bob."""
         b, t = self.seq.b, self.now

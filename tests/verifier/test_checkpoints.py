@@ -75,9 +75,7 @@ def _checkpoints(v: Verifier) -> list[tuple[int, int | None]]:
 
 def test_the_node_writes_deltas_and_restarts_from_them(world: World) -> None:
     v = world.verifier(checkpoint_every=1)
-    ids = [world.post(world.setup_batch())]
-    for i in range(6):
-        ids.append(world.post(world.honest_batch(i)))
+    ids = world.post_honest(6)
     assert v.sync().verified == 7
     cks = _checkpoints(v)
     assert [c for c, _ in cks] == ids  # one a batch
@@ -101,9 +99,7 @@ def test_the_node_writes_deltas_and_restarts_from_them(world: World) -> None:
 
 def test_deltas_give_way_to_a_full_once_they_outgrow_it(world: World) -> None:
     v = world.verifier(checkpoint_every=1)
-    world.post(world.setup_batch())
-    for i in range(12):
-        world.post(world.honest_batch(i))
+    world.post_honest(12)
     v.sync()
     kinds = [base is None for _, base in _checkpoints(v)]
     assert kinds[0] and any(kinds[1:]), "a second full once the deltas add up to the first"
@@ -112,9 +108,7 @@ def test_deltas_give_way_to_a_full_once_they_outgrow_it(world: World) -> None:
 
 def test_pruning_keeps_the_full_a_kept_delta_builds_on(world: World) -> None:
     v = world.verifier(checkpoint_every=1)
-    world.post(world.setup_batch())
-    for i in range(8):
-        world.post(world.honest_batch(i))
+    world.post_honest(8)
     v.sync()
     world.advance(world.genesis.preset.challenge_window + 1)  # every batch so far is final
     world.post(world.honest_batch(8))
@@ -131,9 +125,7 @@ def test_pruning_keeps_the_full_a_kept_delta_builds_on(world: World) -> None:
 
 def test_a_missing_base_is_a_snapshot_error(world: World) -> None:
     v = world.verifier(checkpoint_every=1)
-    world.post(world.setup_batch())
-    for i in range(3):
-        world.post(world.honest_batch(i))
+    world.post_honest(3)
     v.sync()
     with v.sessions() as s:
         delta = next(ck for ck in s.scalars(select(CheckpointRow).order_by(CheckpointRow.index.desc()))
@@ -149,8 +141,7 @@ def test_a_checkpoint_that_fails_to_commit_changes_nothing(world: World, monkeyp
     """The next delta builds on the last checkpoint that is in the database, never on one whose
     transaction failed, and still holds every change since."""
     v = world.verifier(checkpoint_every=100)
-    world.post(world.setup_batch())
-    world.post(world.honest_batch(0))
+    world.post_honest(1)
     v.sync()
     v.save_checkpoint()  # a full one
     world.post(world.honest_batch(1))

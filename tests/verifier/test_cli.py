@@ -74,9 +74,7 @@ def test_base_layer_that_does_not_answer(tmp_path: Path) -> None:
 
 def test_run_once_and_every_read(world: World) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
-    world.post(world.setup_batch())
-    for i in range(3):
-        world.post(world.honest_batch(i))
+    world.post_honest(3)
     cli(world, "vera", "run", "--once")
     st = cli(world, "vera", "status", "--json")
     assert st["verified"]["batches"] == {"valid": 4} and st["lag"] == {"batches": 0, "unverified": 0, "seconds": 0}

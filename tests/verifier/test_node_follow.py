@@ -41,9 +41,7 @@ def _head(v: Verifier) -> NodeRow:
 
 def test_honest_batches_are_valid_and_the_head_follows(world: World) -> None:
     v = world.verifier(checkpoint_every=3)
-    ids = [world.post(world.setup_batch())]
-    for i in range(7):
-        ids.append(world.post(world.honest_batch(i)))
+    ids = world.post_honest(7)
     report = v.sync()
     assert report.verified == 8 and report.invalid == 0 and not report.opened
     assert [r.verdict for r in _rows(v)] == ["valid"] * 8
@@ -57,9 +55,7 @@ def test_honest_batches_are_valid_and_the_head_follows(world: World) -> None:
 
 def test_restart_resumes_from_a_checkpoint(world: World) -> None:
     v = world.verifier(checkpoint_every=2)
-    world.post(world.setup_batch())
-    for i in range(4):
-        world.post(world.honest_batch(i))
+    world.post_honest(4)
     v.sync()
     v.close()
     world.verifiers.remove(v)

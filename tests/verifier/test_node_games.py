@@ -102,9 +102,7 @@ def test_honest_batches_over_a_long_run_are_never_challenged(world: World) -> No
 
 def test_restart_in_the_middle_of_a_game_still_wins(world: World) -> None:
     v = world.verifier(checkpoint_every=1)
-    world.post(world.setup_batch())
-    for i in range(3):
-        world.post(world.honest_batch(i))
+    world.post_honest(3)
     before = _native(world, "vera")
     bad = lying_batch(world, "trade")
     bad_id = world.post(bad)
