@@ -316,8 +316,12 @@ def s_verifier_restart(lab: Lab, r: Result) -> None:
         bid = rec["batch_id"]
 
         def midgame() -> bool:
+            # the slow defender's turn after verifier-1 has answered once: it has a second (the
+            # defender's delay) to be killed in. Three moves in was too late for a 4-transaction
+            # batch, where the challenger's last answer and its step follow the third at once.
             games = lab.obs.games_on(bid)
-            return any(len([m for m in g.moves if m["kind"] in ("reveal", "answer")]) >= 3 or g.status != "open"
+            return any(g.status != "open" or (any(m["kind"] == "answer" for m in g.moves)
+                                              and g.moves[-1].get("game", {}).get("turn") == 0)
                        for g in games)
 
         wait_for(midgame, "verifier-1's game to be under way", 60, poll=0.02)
