@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from contracts_spec.types import Order, SignedOrder, TimeInForce
+from contracts_spec.types import Lots, Order, Seconds, SignedOrder, Ticks, TimeInForce
 from sequencer.core import Core, Kind, encode_oracle, encode_place, encode_queue
 from sequencer.journal import Journal
 from sequencer.scenario import Keys, dev_genesis
@@ -30,8 +30,8 @@ def workload(n: int) -> tuple[list[tuple[SignedOrder, bytes]], list[bytes]]:
     accounts = [bytes([0xAC]) + i.to_bytes(19, "big") for i in range(64)]
     orders = []
     for i in range(n):
-        o = Order(accounts[i % 64], 0, i % 2 == 0, PRICE + (i * 7919) % 41 - 20, 1 + i % 5,  # type: ignore[arg-type]
-                  TimeInForce.GTC, False, 0, i, 0)
+        o = Order(accounts[i % 64], 0, i % 2 == 0, Ticks(PRICE + (i * 7919) % 41 - 20), Lots(1 + i % 5),
+                  TimeInForce.GTC, False, Seconds(0), i, 0)
         orders.append((SignedOrder(o, bytes(65)), i.to_bytes(32, "big")))
     return orders, accounts
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from contracts_spec.types import (
     SignedOrder,
     TimeInForce,
     Trade,
+    Tx,
 )
 from l1_mock.client import L1Client
 from sequencer.scenario import ORACLE_NAMES, BatchBuilder, Keys
@@ -163,7 +165,7 @@ def bench_steps(reps: int = 50) -> None:
     state.root()
     state.checkpoint()
     now = T0 + 30
-    cases = [
+    cases: list[tuple[str, Callable[[], Tx]]] = [
         ("Deposit", lambda: b.deposit("alice", USDC)),
         ("ForcedWithdraw", lambda: b.forced_withdraw("alice", USDC)),
         ("Trade (4 markets each)", lambda: b.match("alice", "bob", 1, maker_buys=True, price=600_000, lots=10)),
@@ -201,10 +203,10 @@ def bench_steps(reps: int = 50) -> None:
                                             tuple(list_proof(order_hashes, i))) for i in named),
             witness=result.witness,
         )
-        n = len(body.txs)
-        game = dispute.Game(0, b"\x01" * 20, n, idx, idx + 1, pre_root, post.root(), None,
+        count = len(body.txs)
+        game = dispute.Game(0, b"\x01" * 20, count, idx, idx + 1, pre_root, post.root(), None,
                             dispute.Seat.CHALLENGER, (10, 10), Seconds(env.now), 1, 1)
-        header = BatchHeader(0, pre_root, post.root(), n, list_root([codec.tx_hash(t) for t in body.txs]),
+        header = BatchHeader(0, pre_root, post.root(), count, list_root([codec.tx_hash(t) for t in body.txs]),
                              bytes(32), 0, 0, bytes(32), list_root(order_hashes), env.now)
         times = []
         for _ in range(reps):

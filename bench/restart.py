@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from contracts_spec.params import DEV  # noqa: E402
-from contracts_spec.types import OraclePrice, Order, SignedOrder, TimeInForce  # noqa: E402
+from contracts_spec.types import OraclePrice, Order, Seconds, SignedOrder, TimeInForce  # noqa: E402
 from sequencer.batcher import Batcher  # noqa: E402
 from sequencer.core import Core, Kind, encode_oracle, encode_place, encode_queue  # noqa: E402
 from sequencer.journal import Journal  # noqa: E402
@@ -67,7 +67,7 @@ async def journal_workload(url: str, resting: int, fills: int, tail: int) -> dic
     batcher = Batcher(core, journal, None, DEV.max_batch_txs, post=False)
     core.attach(asyncio.get_running_loop())
     journal.start()
-    tx = OraclePrice(0, core.now, ())
+    tx = OraclePrice(0, Seconds(core.now), ())
     core.execute(Kind.ORACLE, encode_oracle(tx, PRICE), (tx, PRICE))
     for i, a in enumerate(ACCOUNTS):
         core.execute(Kind.DEPOSIT, encode_queue(i, a, 10**15), (i, a, 10**15))

@@ -260,7 +260,8 @@ def claim_all(lab: Lab) -> dict[str, Any]:
     claimed = 0
     for name in TRADERS:
         t = lab.net.trader(name)
-        wait_for(lambda t=t: all(w["claim"] for w in t.withdrawals()), f"{name}'s withdrawals to be final", 60, 0.2)
+        wait_for(lambda t=t: all(w["claim"] for w in t.withdrawals()),  # type: ignore[misc]
+                 f"{name}'s withdrawals to be final", 60, 0.2)
         claimed += sum(int(c["amount"]) for c in t.claim())
     deposited, index = 0, 0
     while (entry := lab.l1.deposit_entry(index)) is not None:

@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from contracts_spec.dispute import Seat  # noqa: E402
 from contracts_spec.merkle import list_root  # noqa: E402
 from contracts_spec.state import State  # noqa: E402
 from contracts_spec.stf import BatchOrders, Env, apply_batch, process_tx  # noqa: E402
-from contracts_spec.types import BatchData, BatchHeader, Seconds  # noqa: E402
+from contracts_spec.types import Address, Atoms, BatchData, BatchHeader, Hash32, Seconds  # noqa: E402
 from sequencer.scenario import BatchBuilder, Keys, dev_genesis  # noqa: E402
 from verifier.replay import decode_body, judge_batch  # noqa: E402
 from verifier.signers import Signers  # noqa: E402
@@ -81,7 +82,7 @@ def lie(state: State) -> None:
     from contracts_spec.types import FEE_ACCOUNT
 
     acct = state.account(FEE_ACCOUNT)
-    state.set_account(FEE_ACCOUNT, replace(acct, collateral=acct.collateral + 1))
+    state.set_account(FEE_ACCOUNT, replace(acct, collateral=Atoms(acct.collateral + 1)))
 
 
 def best(fn, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -173,7 +174,7 @@ def replay_speed(n: int) -> None:
     checkpoint(state, body, env, intake_signers, ids, n / rows[3][1])
 
 
-def checkpoint(state: State, body: BatchData, env: Env, signers: dict, ids: dict,  # type: ignore[type-arg]
+def checkpoint(state: State, body: BatchData, env: Env, signers: Mapping[int, Address], ids: Mapping[int, Hash32],
                replay_rate: float) -> None:
     """What a restart costs: a checkpoint of the state after the batch, against replaying it."""
     from verifier.snapshot import decode_state, encode_state
@@ -281,7 +282,7 @@ def game_latency(n: int) -> None:
             t_open = time.perf_counter()
             (game,) = seq.games(batch_id=bid)
             opened_chain = seq.game(game.game_id).game.turn_started
-            while seq.game(game.game_id).status == "open" or node.client.bonds(node.address)["claimable"]:
+            while seq.game(game.game_id).status == "open" or node.client.bonds(str(node.address))["claimable"]:
                 defender.tick()
                 node.sync()
             t_done = time.perf_counter()

@@ -22,7 +22,7 @@ from contracts_spec.errors import InvalidTransaction
 from contracts_spec.merkle import list_root
 from contracts_spec.state import State
 from contracts_spec.stf import BatchOrders, Env, process_tx
-from contracts_spec.types import BatchData, BatchHeader, Genesis, Seconds
+from contracts_spec.types import Atoms, BatchData, BatchHeader, Genesis, Seconds
 from l1_mock.client import L1Client
 from sequencer.scenario import BatchBuilder, Keys, dev_genesis
 from tests.l1.conftest import NATIVE, T0, Node, make_settings
@@ -43,7 +43,7 @@ def credit_mallory(keys: Keys, at: int) -> Fault:
         if index == at:
             addr = keys.addr("mallory")
             acct = state.account(addr)
-            state.set_account(addr, replace(acct, collateral=acct.collateral + USDC))
+            state.set_account(addr, replace(acct, collateral=Atoms(acct.collateral + USDC)))
 
     return fault
 
