@@ -30,6 +30,7 @@ from verifier import views
 from verifier.db import BatchRow
 from verifier.node import Node, UnknownBatch, VerifierError
 from verifier.settings import Settings
+from verifier.views import eth
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Rampart verifier: re-executes every batch from the base layer, challenges wrong ones.")
@@ -196,7 +197,8 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     t.add_row("lag", f"{lag['batches']} batches, {lag['unverified']} unverified, {lag['seconds']} s")
     if "bond" in data:
         b = data["bond"]
-        t.add_row("bonds", f"balance {b['balance']}  locked {b['locked_total']}  claimable {b['claimable']}")
+        t.add_row("bonds", f"balance {eth(b['balance'])}  locked {eth(b['locked_total'])}  "
+                           f"claimable {eth(b['claimable'])}")
     t.add_row("games", f"open {g['open']}  won {g['won']}  lost {g['lost']}  refunded {g['refunded']}  "
               f"watching {g['watched_open']}")
     out.print(t)
@@ -288,7 +290,7 @@ def game(ctx: typer.Context, game_id: int, as_json: JsonFlag = False) -> None:
         t.add_row(str(m["block"]), m["seat"] or "", m["kind"], json.dumps(detail))
     out.print(t)
     if data["payout"]:
-        out.print(f"payout: {data['payout']}")
+        out.print("payout: " + ", ".join(f"{k} {eth(v)}" for k, v in data["payout"].items()))
 
 
 @app.command()
@@ -302,10 +304,10 @@ def bonds(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             data["address"] = client.address
     if emit(data, as_json):
         return
-    out.print(f"{data['address']}: balance {data['balance']}, locked {data['locked_total']}, "
-              f"claimable {data['claimable']}")
+    out.print(f"{data['address']}: balance {eth(data['balance'])}, locked {eth(data['locked_total'])}, "
+              f"claimable {eth(data['claimable'])}")
     for lock in data["locked"]:
-        out.print(f"  game {lock['game_id']} (batch {lock['batch_id']}): {lock['amount']}")
+        out.print(f"  game {lock['game_id']} (batch {lock['batch_id']}): {eth(lock['amount'])}")
 
 
 @app.command()
@@ -319,7 +321,7 @@ def claim(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             claimed = client.claim() if claimable > 0 else 0
     if emit({"claimed": claimed}, as_json):
         return
-    out.print(f"claimed {claimed}" if claimed else "nothing to claim")
+    out.print(f"claimed {eth(claimed)}" if claimed else "nothing to claim")
 
 
 # --- acting by hand -----------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ def challenge(
             elif verdict is None:
                 err.print(f"[yellow]note:[/] batch {batch_id} is not verified yet (run the node first)")
             if not yes and not typer.confirm(f"Open a game against batch {batch_id} (index {batch['index']}, "
-                                             f"{batch['status']}) with a bond of {bond}?", err=True):
+                                             f"{batch['status']}) with a bond of {eth(bond)}?", err=True):
                 raise typer.Exit(1)
             game_id = node.open_game(batch_id, why="opened by hand")
         finally:

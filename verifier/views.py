@@ -135,6 +135,17 @@ def game_detail(s: Session, game_id: int, client: L1Client | None) -> dict[str, 
     return out
 
 
+WEI_PER_ETH = 10**18
+
+
+def eth(wei: int | str) -> str:
+    """A base-layer amount for people, exact: 1900000000000000000 -> "1.9 ETH" (--json keeps wei)."""
+    wei = int(wei)
+    whole, frac = divmod(abs(wei), WEI_PER_ETH)
+    digits = f"{frac:018d}".rstrip("0")
+    return f"{'-' if wei < 0 else ''}{whole:,}{'.' + digits if digits else ''} ETH"
+
+
 def bonds(client: L1Client, address: str) -> dict[str, Any]:
     b = client.bonds(address)
     return {"balance": int(client.account(address)["native"]), "locked": b["locked"],

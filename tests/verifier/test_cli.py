@@ -20,6 +20,7 @@ from contracts_spec.params import DEV
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import World, defend, lying_batch, rejected_batch
 from verifier.cli import app
+from verifier.views import eth
 
 keys, genesis, l1, vdb, world = nf.keys, nf.genesis, nf.l1, nf.vdb, nf.world
 
@@ -93,6 +94,7 @@ def test_run_once_and_every_read(world: World) -> None:
     # tables for people render too
     for cmd in (["status"], ["batches"], ["games"], ["bonds"], ["replay", str(rows[1]["batch_id"]), "--tx", "0"]):
         assert cli(world, "vera", *cmd).exit_code == 0
+    assert "balance 10 ETH, locked 0 ETH, claimable 0 ETH" in flat(cli(world, "vera", "bonds").output)  # --json keeps wei
     # the lag shows before the node catches up
     world.post(world.honest_batch(9))
     assert cli(world, "vera", "status", "--json")["lag"]["batches"] == 1
@@ -168,6 +170,7 @@ def test_challenge_by_hand_with_confirmation_and_the_game_views(world: World) ->
     cli(world, "vera", "run", "--once", "--no-challenge")
     declined = cli(world, "vera", "challenge", str(bad_id), input="n\n", code=1)
     assert "Open a game against batch" in declined.output and world.seq_client.games() == []
+    assert f"with a bond of {eth(DEV.challenger_bond)}?" in flat(declined.output)
     opened = cli(world, "vera", "challenge", str(bad_id), "--json", input="y\n")
     gid = opened["game_id"]
     assert opened["verdict"] == "invalid" and world.seq_client.game(gid).status == "open"
@@ -188,7 +191,18 @@ def test_challenge_by_hand_with_confirmation_and_the_game_views(world: World) ->
     assert set(detail["clocks"]) == {"sequencer", "challenger"} and detail["interval"]["hi"] - detail["interval"]["lo"] == 1
     st = cli(world, "vera", "status", "--json")
     assert st["games"]["won"] == 1 and st["bond"]["claimable"] == 0
-    assert cli(world, "vera", "game", str(gid)).exit_code == 0
+    assert f"payout: challenger {eth(detail['payout']['challenger'])}" in flat(cli(world, "vera", "game", str(gid)).output)
+
+
+def flat(text: str) -> str:
+    """Output for people with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_amounts_for_people_are_exact_eth() -> None:
+    assert eth(0) == "0 ETH" and eth(10**18) == "1 ETH" and eth(1_900_000_000_000_000_000) == "1.9 ETH"
+    assert eth(1) == "0.000000000000000001 ETH" and eth(-2 * 10**18) == "-2 ETH"
+    assert eth(str(1234 * 10**18 + 5 * 10**17)) == "1,234.5 ETH"
 
 
 def test_warning_before_challenging_a_valid_batch(world: World) -> None:
