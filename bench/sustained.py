@@ -4,8 +4,9 @@
 Phase 1: `rampart-l1` and `rampart-sequencer` as processes on 127.0.0.1; accounts funded and every
 order signed before any clock starts; then crossing orders pushed as fast as the sequencer takes
 them through POST /v1/orders/batch (bench/api.py's keep-alive client). Every order trades: each
-request is a round of resting makers followed by takers that fill exactly one maker each, sides
-alternating round by round, markets and accounts rotating. Figures: orders/s acknowledged, and
+request is a round of resting makers followed by their takers, each taker filling one maker
+(`--maker-fills K`: K takers a maker, so K trades share its signature), sides alternating
+round by round, markets and accounts rotating. Figures: orders/s acknowledged, and
 trades/s *posted* — from the first order sent to the moment the batch holding the last trade is
 posted on the base layer (the sequencer's /v1/batches).
 Phase 2, with the sequencer stopped so nothing shares the CPU: a fresh `rampart-verifier run`
@@ -59,7 +60,7 @@ from verifier.replay import count_trades, decode_body  # noqa: E402
 PRICES = {0: 500_000, 1: 300_000}  # oracle price per market; every order within 1,000 ticks of it
 ACCOUNTS = 16
 POLL = 0.02  # seconds between polls while timing (a cheap GET or one SQLite read)
-SIGNED: dict[tuple[int, int], list[bytes]] = {}  # (orders, batch) -> request bodies
+SIGNED: list[bytes] = []  # the request bodies, signed once and sent again to each fresh chain
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -193,27 +194,32 @@ def wire(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: i
                       separators=(",", ":")).encode()
 
 
-def rounds(keys: Keys, genesis: Any, orders: int, size: int) -> list[bytes]:
-    """Request bodies of `size` orders each: size/2 resting makers at successive prices, then
-    size/2 takers, the k-th of the same size at the k-th maker's price, so it fills exactly that
-    maker (the ones before it are gone). Round r trades in market r % 2 and `push` deals rounds
-    to its two connections in turn, so each connection has a market of its own: the server lets
+def rounds(keys: Keys, genesis: Any, orders: int, size: int, fills: int = 1) -> list[bytes]:
+    """Request bodies of `size` orders each: size/(fills+1) resting makers at successive prices,
+    then `fills` takers for each maker, in maker order, at its price and together of its size, so
+    they fill exactly that maker, one trade each (the makers before it are gone). With fills 1
+    (the default) every order is fresh in its one trade: two signatures a trade, a verifier's
+    worst case; with more, a maker's order is recovered once for `fills` trades, as when market
+    makers' quotes are taken in parts. Round r trades in market r % 2 and `push` deals rounds to
+    its two connections in turn, so each connection has a market of its own: the server lets
     other requests in while it works through a big one, and they never fill each other's orders.
     Sides alternate every two rounds (positions stay bounded), maker / taker pairs rotate."""
-    half = size // 2
+    per_maker = fills + 1
     bodies = []
     nonce = 0
-    for r in range(orders // (2 * half)):
+    for r in range(orders // size):
         market, sells = r % 2, (r // 2) % 2 == 0
         makers, takers = [], []
-        for k in range(half):
+        for k in range(size // per_maker):
             m = (k + r) % ACCOUNTS
-            t = (m + 1 + k % (ACCOUNTS - 1)) % ACCOUNTS  # never the maker: no self-trade
             price = PRICES[market] + (k % 1000 if sells else -(k % 1000))
-            lots = 1 + (k * 7 + r) % 5
-            makers.append(wire(keys, genesis.preset, f"bench{m}", market, not sells, price, lots, nonce))
-            takers.append(wire(keys, genesis.preset, f"bench{t}", market, sells, price, lots, nonce + 1))
-            nonce += 2
+            parts = [1 + (k * 7 + r + j) % 5 for j in range(fills)]
+            makers.append(wire(keys, genesis.preset, f"bench{m}", market, not sells, price, sum(parts), nonce))
+            nonce += 1
+            for j, lots in enumerate(parts):
+                t = (m + 1 + (k + j) % (ACCOUNTS - 1)) % ACCOUNTS  # never the maker: no self-trade
+                takers.append(wire(keys, genesis.preset, f"bench{t}", market, sells, price, lots, nonce))
+                nonce += 1
         bodies.append(b'{"orders":[' + b",".join(makers + takers) + b"]}")
     return bodies
 
@@ -287,10 +293,10 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
         time.sleep(0.1)
     setup = settle(http, http.get("/health").json()["outputs"])
     first_index = setup[-1]["index"] + 1
-    if (a.orders, a.batch) not in SIGNED:  # a fresh chain each measurement: the same orders serve again
+    if not SIGNED:  # a fresh chain each measurement: the same orders serve again
         print(f"signing {a.orders:,} orders ...", flush=True)
-        SIGNED[(a.orders, a.batch)] = rounds(keys, genesis, a.orders, a.batch)
-    bodies = SIGNED[(a.orders, a.batch)]
+        SIGNED.extend(rounds(keys, genesis, a.orders, a.batch, a.maker_fills))
+    bodies = SIGNED
     sent = sum(body.count(b'"signature"') for body in bodies)
     print(f"phase 1, sequencer ({load()}): {sent:,} orders in {len(bodies):,} requests of {a.batch}, "
           f"{a.clients} connections, batch interval {a.batch_interval} s, verify workers {a.verify_workers}",
@@ -439,7 +445,9 @@ def label(variant: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", type=int, default=60_000, help="orders pushed (every one trades)")
-    p.add_argument("--batch", type=int, default=1000, help="orders per request (half makers, half takers)")
+    p.add_argument("--batch", type=int, default=1000, help="orders per request (makers, then their takers)")
+    p.add_argument("--maker-fills", type=int, default=1, help="trades a maker's order is filled in, by as many "
+                   "takers (1: every order fresh in its one trade, two signatures a trade, the worst case)")
     p.add_argument("--clients", type=int, default=2, choices=(1, 2),
                    help="concurrent connections (at most one per market, so requests never fill each other's)")
     p.add_argument("--batch-interval", type=float, default=1.0, help="the sequencer's --batch-interval")
