@@ -28,6 +28,7 @@ from l1_mock.client import L1Client, L1Error
 from verifier import keys as keyfile
 from verifier import views
 from verifier.db import BatchRow
+from verifier.metrics import MetricsServer
 from verifier.node import Node, UnknownBatch, VerifierError
 from verifier.settings import Settings
 from verifier.views import eth
@@ -140,12 +141,17 @@ def run(
     join: Annotated[bool | None, typer.Option(
         help="Join games on wrong batches that head the wrong way [default: RAMPART_VERIFIER_JOIN, else on].")] = None,
     poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics [default: RAMPART_VERIFIER_METRICS_PORT, "
+             "else none].")] = None,
 ) -> None:
     """Run the node: follow, verify, challenge, play, resolve, claim."""
     # flags override the environment only when given
     more: dict[str, Any] = {k: v for k, v in (("challenge", challenge), ("join", join)) if v is not None}
     if poll_interval is not None:
         more["poll_interval"] = poll_interval
+    if metrics_port is not None:
+        more["metrics_port"] = metrics_port
     settings = settings_of(ctx, **more)
     logging.basicConfig(level=logging.INFO if ctx.obj["verbose"] else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
@@ -160,7 +166,12 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         err.print(f"rampart-verifier {node.address} following {settings.l1_url} ({node.preset.name} preset)")
+        served = None
         try:
+            if settings.metrics_port is not None:
+                served = MetricsServer(settings.metrics_host, settings.metrics_port, node.sessions,
+                                       settings.l1_url, node.address)
+                err.print(f"metrics at http://{settings.metrics_host}:{served.port}/metrics")
             with Bars(err) as bars:
                 node.progress = bars
                 if once:
@@ -170,6 +181,8 @@ def run(
                 else:
                     node.run(stop.is_set, stop.wait)
         finally:
+            if served is not None:
+                served.close()
             node.close()
 
 

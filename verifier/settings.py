@@ -30,5 +30,8 @@ class Settings(BaseSettings):
     # cost more than it saves
     workers: int = Field(0, ge=0)
     parallel_orders: int = Field(2_000, ge=1)
+    # Prometheus metrics of `run` (verifier/metrics.py) on this port, when set (0: any free port)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Warn when the side to move in a watched game has less than this share of its clock left
     warn_clock_share: float = Field(0.5, ge=0, le=1)

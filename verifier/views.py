@@ -20,9 +20,10 @@ from l1_mock.wire import game_from_json
 from verifier.db import AlertRow, BatchRow, CheckpointRow, GameRow, MoveRow, NodeRow
 
 
-def status(s: Session, client: L1Client, address: str | None, l1_url: str) -> dict[str, Any]:
+def local_status(s: Session) -> dict[str, Any]:
+    """What the database alone tells: the head followed and verified, the verdicts, what waits,
+    our games, checkpoints, the latest alerts (also when the base layer does not answer)."""
     node = s.get(NodeRow, 1)
-    rollup, info = client.rollup(), client.info()
     verdicts = {v: n for v, n in s.execute(select(BatchRow.verdict, func.count()).group_by(BatchRow.verdict))}
     behind = list(s.scalars(select(BatchRow).where(BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")
                             .order_by(BatchRow.batch_id)))
@@ -30,28 +31,51 @@ def status(s: Session, client: L1Client, address: str | None, l1_url: str) -> di
                                           .group_by(GameRow.status))}
     watched = s.scalar(select(func.count()).select_from(GameRow).where(GameRow.mine.is_(False),
                                                                          GameRow.status == "open"))
-    head_index = node.head_index if node else -1
-    out: dict[str, Any] = {
-        "address": address,
-        "l1": {"url": l1_url, "preset": info["preset"], "head_block": info["head_block"], "time": info["time"],
-               "rollup_head_index": rollup["head_index"], "rollup_head_batch_id": rollup["head_batch_id"]},
+    return {
         "followed": {"event_cursor": node.cursor if node else 0, "block": node.l1_head_block if node else 0},
-        "verified": {"head_batch_id": node.head_batch_id if node else None, "head_index": head_index,
+        "verified": {"head_batch_id": node.head_batch_id if node else None,
+                     "head_index": node.head_index if node else -1,
                      "head_root": node.head_root if node else None,
                      "batches": {str(k): v for k, v in verdicts.items() if k is not None},
-                     "unverified": len(behind)},
-        "lag": {"batches": max(rollup["head_index"] - head_index, 0) if rollup["head_index"] >= head_index else 0,
-                "unverified": len(behind),
-                "seconds": (int(info["time"]) - behind[0].posted_time) if behind else 0},
+                     "unverified": len(behind),
+                     "oldest_unverified_posted": behind[0].posted_time if behind else None},
         "games": {"open": games.get("open", 0), "won": games.get("challenger_won", 0),
                   "lost": games.get("sequencer_won", 0), "refunded": games.get("refunded", 0),
                   "watched_open": watched or 0},
         "checkpoints": s.scalar(select(func.count()).select_from(CheckpointRow)) or 0,
         "alerts": [alert_view(a) for a in s.scalars(select(AlertRow).order_by(AlertRow.id.desc()).limit(10))],
     }
+
+
+def status(s: Session, client: L1Client, address: str | None, l1_url: str) -> dict[str, Any]:
+    local = local_status(s)
+    rollup, info = client.rollup(), client.info()
+    verified = local["verified"]
+    head_index, oldest = verified["head_index"], verified["oldest_unverified_posted"]
+    out: dict[str, Any] = {
+        "address": address,
+        "l1": {"url": l1_url, "preset": info["preset"], "head_block": info["head_block"], "time": info["time"],
+               "rollup_head_index": rollup["head_index"], "rollup_head_batch_id": rollup["head_batch_id"]},
+        "followed": local["followed"],
+        "verified": verified,
+        "lag": {"batches": max(rollup["head_index"] - head_index, 0),
+                "unverified": verified["unverified"],
+                "seconds": int(info["time"]) - oldest if oldest is not None else 0},
+        "games": local["games"], "checkpoints": local["checkpoints"], "alerts": local["alerts"],
+    }
     if address is not None:
         out["bond"] = bonds(client, address)
     return out
+
+
+def totals(s: Session) -> dict[str, Any]:
+    """Running totals for monitoring: trades verified valid and the seconds spent judging them,
+    and every alert raised, by kind."""
+    trades, seconds = s.execute(select(func.coalesce(func.sum(BatchRow.trades), 0),
+                                       func.coalesce(func.sum(BatchRow.verify_seconds), 0.0))
+                                .where(BatchRow.verdict == "valid")).one()
+    alerts = {k: n for k, n in s.execute(select(AlertRow.kind, func.count()).group_by(AlertRow.kind))}
+    return {"trades_verified": int(trades), "verify_seconds": float(seconds or 0), "alerts": alerts}
 
 
 def alert_view(a: AlertRow) -> dict[str, Any]:
