@@ -147,6 +147,7 @@ def banner(net: Network) -> None:
     console.print(f"base layer       {net.l1_url}/docs   (rollup: {net.l1_url}/rollup)")
     for v in net.verifier_names():
         console.print(f"{v:<16} {net.status_command(v)}")
+        console.print(f"{'':<16} metrics http://127.0.0.1:{net.metrics_ports[v]}/metrics")
     console.print(f"processes        base layer, oracle feeder, sequencer, {len(net.verifier_names())} verifiers: "
                   + ", ".join(f"{p.name} (pid {p.pid})" for p in net.procs.values()))
     console.print(f"logs, databases  {net.work}" + (f" (PostgreSQL schemas rampart_{net.run_id}_*)" if net.opts.postgres else ""))

@@ -64,6 +64,7 @@ class Network:
         self.fault_file = self.work / "faults.json"
         self.defender_mode = "none"
         self.l1_port, self.seq_port = free_port(), free_port()
+        self.metrics_ports: dict[str, int] = {}  # verifier -> its Prometheus metrics port
 
     # --- addresses ----------------------------------------------------------------------------------
 
@@ -160,7 +161,9 @@ class Network:
         wait_for(lambda: all(self.market(m)["oraclePrice"] > 0 for m in self.opts.start_prices), "first oracle prices")
 
     def start_verifier(self, name: str) -> Proc:
-        env: dict[str, str | None] = {"RAMPART_VERIFIER_POLL_INTERVAL": str(self.opts.verifier_poll)}
+        port = self.metrics_ports.setdefault(name, free_port())
+        env: dict[str, str | None] = {"RAMPART_VERIFIER_POLL_INTERVAL": str(self.opts.verifier_poll),
+                                      "RAMPART_VERIFIER_METRICS_PORT": str(port)}
         proc = self.procs.get(name) or Proc(name, [*self.verifier_cmd(name), "run"], self.work / f"{name}.log", env)
         self.procs[name] = proc
         mark = len(proc.tail(10**9))

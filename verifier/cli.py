@@ -169,9 +169,13 @@ def run(
         served = None
         try:
             if settings.metrics_port is not None:
-                served = MetricsServer(settings.metrics_host, settings.metrics_port, node.sessions,
-                                       settings.l1_url, node.address)
-                err.print(f"metrics at http://{settings.metrics_host}:{served.port}/metrics")
+                try:
+                    served = MetricsServer(settings.metrics_host, settings.metrics_port, node.sessions,
+                                           settings.l1_url, node.address)
+                    err.print(f"metrics at http://{settings.metrics_host}:{served.port}/metrics")
+                except OSError as exc:  # watching matters more than being watched: verify all the same
+                    err.print(f"[bold red]warning:[/] metrics not served on {settings.metrics_host}:"
+                              f"{settings.metrics_port}: {exc}")
             with Bars(err) as bars:
                 node.progress = bars
                 if once:

@@ -194,11 +194,6 @@ def test_challenge_by_hand_with_confirmation_and_the_game_views(world: World) ->
     assert f"payout: challenger {eth(detail['payout']['challenger'])}" in flat(cli(world, "vera", "game", str(gid)).output)
 
 
-def flat(text: str) -> str:
-    """Output for people with the console's line wrapping undone."""
-    return " ".join(text.split())
-
-
 def test_amounts_for_people_are_exact_eth() -> None:
     assert eth(0) == "0 ETH" and eth(10**18) == "1 ETH" and eth(1_900_000_000_000_000_000) == "1.9 ETH"
     assert eth(1) == "0.000000000000000001 ETH" and eth(-2 * 10**18) == "-2 ETH"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,17 +14,22 @@ import httpx
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
+from typer.testing import CliRunner
 
 from contracts_spec.params import DEV
 from tests.l1.conftest import free_port
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import World, lying_batch, play_out
+from tests.verifier.test_cli import flat
+from verifier import views
+from verifier.cli import app
 from verifier.metrics import NodeMetrics
 from verifier.node import Node as Verifier
 
 keys, genesis, l1, vdb, world = nf.keys, nf.genesis, nf.l1, nf.vdb, nf.world
 
 BOND = DEV.challenger_bond
+runner = CliRunner()
 WINNINGS = 2 * BOND - (-(-BOND * DEV.bond_burn_ppm // 1_000_000))
 
 
@@ -83,6 +89,23 @@ def test_the_database_figures_are_served_when_the_base_layer_is_away(world: Worl
     assert got[m("l1_up")] == 0 and got[m("verified_head_index")] == 1
     assert got[m("batches", verdict="valid")] == 2
     assert m("lag_batches") not in got and m("bond_wei", kind="balance") not in got
+
+
+def test_a_taken_metrics_port_is_a_warning_and_the_node_verifies_all_the_same(world: World) -> None:
+    world.c("vera").faucet(native=10 * nf.NATIVE)
+    world.post(world.setup_batch())
+    s = world.settings("vera")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file),
+                                     *(["--db-schema", s.db_schema] if s.db_schema else []),
+                                     "run", "--once", "--metrics-port", str(port)])
+    assert result.exit_code == 0, result.output
+    assert f"metrics not served on 127.0.0.1:{port}" in flat(result.output)
+    with world.verifier().sessions() as session:
+        assert views.local_status(session)["verified"]["batches"] == {"valid": 1}
 
 
 def test_run_serves_metrics_over_http(world: World) -> None:
