@@ -217,7 +217,8 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         t.add_row("bonds", f"balance {eth(b['balance'])}  locked {eth(b['locked_total'])}  "
                            f"claimable {eth(b['claimable'])}")
     t.add_row("games", f"open {g['open']}  won {g['won']}  lost {g['lost']}  refunded {g['refunded']}  "
-              f"watching {g['watched_open']}")
+              f"watching {g['watched_open']}"
+              + (f"  [bold red]overdue {g['overdue']}[/] (out of clock, unresolved)" if g["overdue"] else ""))
     out.print(t)
     for a in data["alerts"]:
         out.print(f"[yellow]alert[/] {a['kind']}: {a['message']}")

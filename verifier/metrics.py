@@ -70,8 +70,10 @@ class NodeMetrics(Collector):
         yield gauge("unverified_batches", "Pending batches the node has not judged yet", verified["unverified"])
         yield labelled("batches", "Batches judged, by verdict", "verdict",
                        {v: verified["batches"].get(v, 0) for v in ("valid", "invalid")})
-        yield labelled("games", "Our games by outcome, and others' open games we watch", "state",
-                       local["games"])
+        games = dict(local["games"])
+        yield gauge("games_overdue", "Open games whose side to move has run out of clock, unresolved",
+                    games.pop("overdue"))
+        yield labelled("games", "Our games by outcome, and others' open games we watch", "state", games)
         yield labelled("alerts", "Alerts raised so far, by kind", "kind", totals["alerts"])
         yield gauge("checkpoints", "State checkpoints stored", local["checkpoints"])
         yield gauge("trades_verified", "Trades in batches verified valid (its rate is the replay speed)",

@@ -31,6 +31,10 @@ def local_status(s: Session) -> dict[str, Any]:
                                           .group_by(GameRow.status))}
     watched = s.scalar(select(func.count()).select_from(GameRow).where(GameRow.mine.is_(False),
                                                                          GameRow.status == "open"))
+    # open games, ours or watched, whose side to move ran out of clock: someone should resolve them
+    now = node.l1_time if node else 0
+    overdue = sum(1 for g in s.scalars(select(GameRow).where(GameRow.status == "open"))
+                  if dispute.get_deadline(game_from_json(json.loads(g.game_json))) < now)
     return {
         "followed": {"event_cursor": node.cursor if node else 0, "block": node.l1_head_block if node else 0},
         "verified": {"head_batch_id": node.head_batch_id if node else None,
@@ -41,7 +45,7 @@ def local_status(s: Session) -> dict[str, Any]:
                      "oldest_unverified_posted": behind[0].posted_time if behind else None},
         "games": {"open": games.get("open", 0), "won": games.get("challenger_won", 0),
                   "lost": games.get("sequencer_won", 0), "refunded": games.get("refunded", 0),
-                  "watched_open": watched or 0},
+                  "watched_open": watched or 0, "overdue": overdue},
         "checkpoints": s.scalar(select(func.count()).select_from(CheckpointRow)) or 0,
         "alerts": [alert_view(a) for a in s.scalars(select(AlertRow).order_by(AlertRow.id.desc()).limit(10))],
     }

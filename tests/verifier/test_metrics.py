@@ -25,6 +25,7 @@ from verifier import views
 from verifier.cli import app
 from verifier.metrics import NodeMetrics
 from verifier.node import Node as Verifier
+from verifier.node import SyncReport
 
 keys, genesis, l1, vdb, world = nf.keys, nf.genesis, nf.l1, nf.vdb, nf.world
 
@@ -79,6 +80,23 @@ def test_metrics_follow_the_node_through_honest_batches_and_a_won_game(world: Wo
     assert got[m("bond_wei", kind="claimable")] == 0  # claimed as soon as credited
     assert got[m("bond_wei", kind="balance")] == 10 * nf.NATIVE - BOND + WINNINGS
     assert got[m("alerts", kind="invalid_batch")] == 1
+
+
+def test_a_game_out_of_clock_and_unresolved_is_overdue(world: World) -> None:
+    v = world.verifier()
+    world.post(world.setup_batch())
+    v.sync()
+    world.post(lying_batch(world, "trade"))
+    v.sync()  # our game is open, the defender to move, and nobody defends
+    assert scrape(v)[m("games_overdue")] == 0
+    world.advance(DEV.game_clock + 1)
+    v.ingest(SyncReport(opened=[]))  # the node has seen the time, not yet acted on it
+    got = scrape(v)
+    assert got[m("games_overdue")] == 1 and got[m("games", state="open")] == 1
+    v.sync()  # it resolves the game it won on the clock
+    v.sync()  # and reads the resolution back from the chain's events
+    got = scrape(v)
+    assert got[m("games_overdue")] == 0 and got[m("games", state="won")] == 1
 
 
 def test_the_database_figures_are_served_when_the_base_layer_is_away(world: World) -> None:
