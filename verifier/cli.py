@@ -92,6 +92,24 @@ def open_node(settings: Settings, need_key: bool) -> Node:
     return Node(settings, key)
 
 
+def wait_for_base_layer(settings: Settings, stop: threading.Event) -> Node | None:
+    """`open_node` for the daemon: a base layer that does not answer yet (started after us, or
+    restarting) is waited for, as the running node does; None if stopped meanwhile. Anything
+    else (a wrong key, another chain) still ends the process."""
+    waiting = False
+    while True:
+        try:
+            return open_node(settings, need_key=True)
+        except L1Error as exc:
+            if exc.code != "unreachable":
+                raise
+            if not waiting:
+                err.print(f"[yellow]waiting for the base layer at {settings.l1_url}[/] ({exc.message})")
+                waiting = True
+        if stop.wait(min(settings.poll_interval * 5, 5.0)):
+            return None
+
+
 def emit(data: Any, as_json: bool) -> bool:
     """Print `data` as JSON if asked; True when done (the caller renders tables otherwise)."""
     if as_json:
@@ -156,15 +174,17 @@ def run(
     logging.basicConfig(level=logging.INFO if ctx.obj["verbose"] else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
     logging.getLogger("rampart.verifier").setLevel(logging.INFO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with handled(settings):
-        node = open_node(settings, need_key=True)
+        node = open_node(settings, need_key=True) if once else wait_for_base_layer(settings, stop)
+        if node is None:
+            return  # stopped while waiting
         # the loaded state lives as long as the process: out of the collector's sight, and young
         # collections rarer (as rampart-sequencer does; the spec's records hold no cycles)
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         err.print(f"rampart-verifier {node.address} following {settings.l1_url} ({node.preset.name} preset)")
         served = None
         try:

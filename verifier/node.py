@@ -194,7 +194,12 @@ class Node:
         self.key = key
         self.address = hex0x(address_of_private_key(key)) if key else None
         self.client = client or L1Client(settings.l1_url, key, timeout=settings.l1_timeout)
-        self.genesis = self.client.genesis()  # L1Error("unreachable") when the base layer does not answer
+        try:
+            self.genesis = self.client.genesis()  # L1Error("unreachable") when the base layer does not answer
+        except BaseException:
+            if client is None:
+                self.client.close()
+            raise
         self.preset = self.genesis.preset
         self.engine = db.make_engine(settings.db, settings.db_schema)
         self.sessions = db.make_sessions(self.engine)

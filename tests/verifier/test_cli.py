@@ -223,6 +223,37 @@ def test_the_console_script_runs_as_a_process(world: World) -> None:
     assert st.returncode == 0 and json.loads(st.stdout)["verified"]["batches"] == {"valid": 1}
 
 
+def test_run_waits_for_a_base_layer_that_is_not_up_yet(world: World, tmp_path: Path) -> None:
+    world.c("vera").faucet(native=10 * nf.NATIVE)
+    world.post(world.setup_batch())
+    s = world.settings("vera")
+    world.l1.stop()  # the base layer is down when the daemon starts (compose start order, a restart)
+    args = [sys.executable, "-m", "verifier.cli", "--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
+    if s.db_schema:
+        args += ["--db-schema", s.db_schema]
+    log = tmp_path / "verifier.err"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([*args, "run", "--poll-interval", "0.05"], stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        for _ in range(600):  # bounded waits on the process, no game clock depends on them
+            if "waiting for the base layer" in log.read_text() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None and "waiting for the base layer" in flat(log.read_text())
+        world.l1.start()  # on the same port and database
+        for _ in range(600):
+            st = cli(world, "vera", "status", "--json")
+            if st["verified"]["batches"] == {"valid": 1} or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert st["verified"]["batches"] == {"valid": 1}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()
+    assert log.read_text().count("waiting for the base layer") == 1 and "following" in log.read_text()
+
+
 def test_run_as_a_daemon_follows_and_stops_on_sigterm(world: World) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
     world.post(world.setup_batch())
