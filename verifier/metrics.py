@@ -80,12 +80,10 @@ class NodeMetrics(Collector):
                     totals["trades_verified"])
         yield gauge("verify_seconds", "Seconds spent judging the batches verified valid", totals["verify_seconds"])
         if rollup is not None and info is not None:
+            behind = views.lag(verified, rollup, info)
             yield gauge("rollup_head_index", "Rollup index of the base layer's newest batch", rollup["head_index"])
-            yield gauge("lag_batches", "Batches between the rollup head and the verified head",
-                        max(rollup["head_index"] - verified["head_index"], 0))
-            oldest = verified["oldest_unverified_posted"]
-            yield gauge("lag_seconds", "Chain seconds since the oldest unjudged batch was posted",
-                        int(info["time"]) - oldest if oldest is not None else 0)
+            yield gauge("lag_batches", "Batches between the rollup head and the verified head", behind["batches"])
+            yield gauge("lag_seconds", "Chain seconds since the oldest unjudged batch was posted", behind["seconds"])
         if bond is not None:
             yield labelled("bond_wei", "The operator's base-layer balance, bonds locked in games, and what is "
                            "claimable", "kind", {"balance": bond["balance"], "locked": bond["locked_total"],

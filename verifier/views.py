@@ -25,8 +25,8 @@ def local_status(s: Session) -> dict[str, Any]:
     our games, checkpoints, the latest alerts (also when the base layer does not answer)."""
     node = s.get(NodeRow, 1)
     verdicts = {v: n for v, n in s.execute(select(BatchRow.verdict, func.count()).group_by(BatchRow.verdict))}
-    behind = list(s.scalars(select(BatchRow).where(BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")
-                            .order_by(BatchRow.batch_id)))
+    unverified, oldest = s.execute(select(func.count(), func.min(BatchRow.posted_time)).where(
+        BatchRow.verdict.is_(None), BatchRow.l1_status == "pending")).one()
     games = {st: n for st, n in s.execute(select(GameRow.status, func.count()).where(GameRow.mine.is_(True))
                                           .group_by(GameRow.status))}
     watched = s.scalar(select(func.count()).select_from(GameRow).where(GameRow.mine.is_(False),
@@ -41,8 +41,7 @@ def local_status(s: Session) -> dict[str, Any]:
                      "head_index": node.head_index if node else -1,
                      "head_root": node.head_root if node else None,
                      "batches": {str(k): v for k, v in verdicts.items() if k is not None},
-                     "unverified": len(behind),
-                     "oldest_unverified_posted": behind[0].posted_time if behind else None},
+                     "unverified": unverified, "oldest_unverified_posted": oldest},
         "games": {"open": games.get("open", 0), "won": games.get("challenger_won", 0),
                   "lost": games.get("sequencer_won", 0), "refunded": games.get("refunded", 0),
                   "watched_open": watched or 0, "overdue": overdue},
@@ -54,22 +53,26 @@ def local_status(s: Session) -> dict[str, Any]:
 def status(s: Session, client: L1Client, address: str | None, l1_url: str) -> dict[str, Any]:
     local = local_status(s)
     rollup, info = client.rollup(), client.info()
-    verified = local["verified"]
-    head_index, oldest = verified["head_index"], verified["oldest_unverified_posted"]
     out: dict[str, Any] = {
         "address": address,
         "l1": {"url": l1_url, "preset": info["preset"], "head_block": info["head_block"], "time": info["time"],
                "rollup_head_index": rollup["head_index"], "rollup_head_batch_id": rollup["head_batch_id"]},
         "followed": local["followed"],
-        "verified": verified,
-        "lag": {"batches": max(rollup["head_index"] - head_index, 0),
-                "unverified": verified["unverified"],
-                "seconds": int(info["time"]) - oldest if oldest is not None else 0},
+        "verified": local["verified"],
+        "lag": lag(local["verified"], rollup, info),
         "games": local["games"], "checkpoints": local["checkpoints"], "alerts": local["alerts"],
     }
     if address is not None:
         out["bond"] = bonds(client, address)
     return out
+
+
+def lag(verified: dict[str, Any], rollup: dict[str, Any], info: dict[str, Any]) -> dict[str, int]:
+    """How far the verified head (`local_status`'s) is behind the base layer's rollup head: in
+    batches, in batches not judged yet, and in chain seconds since the oldest of those was posted."""
+    oldest = verified["oldest_unverified_posted"]
+    return {"batches": max(rollup["head_index"] - verified["head_index"], 0), "unverified": verified["unverified"],
+            "seconds": int(info["time"]) - oldest if oldest is not None else 0}
 
 
 def totals(s: Session) -> dict[str, Any]:
