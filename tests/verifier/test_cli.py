@@ -27,13 +27,16 @@ keys, genesis, l1, vdb, world = nf.keys, nf.genesis, nf.l1, nf.vdb, nf.world
 runner = CliRunner()
 
 
+def flags(w: World, name: str, key_file: Path | None = None) -> list[str]:
+    """The global flags pointing `rampart-verifier` at verifier `name`'s base layer, database and key."""
+    s = w.settings(name)
+    return ["--l1-url", s.l1_url, "--db", s.db, *(["--db-schema", s.db_schema] if s.db_schema else []),
+            "--key-file", str(key_file or s.key_file)]
+
+
 def cli(w: World, name: str, *args: str, input: str | None = None, code: int = 0) -> Any:
     """Run `rampart-verifier` as verifier `name`; returns the parsed JSON when --json is given."""
-    s = w.settings(name)
-    base = ["--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
-    if s.db_schema:
-        base += ["--db-schema", s.db_schema]
-    result = runner.invoke(app, [*base, *args], input=input)
+    result = runner.invoke(app, [*flags(w, name), *args], input=input)
     assert result.exit_code == code, (args, result.exit_code, result.output, result.exception)
     if "--json" not in args or code != 0:
         return result
@@ -110,11 +113,9 @@ def test_unknown_batch_and_game(world: World) -> None:
 
 def test_wrong_key_for_the_database(world: World) -> None:
     cli(world, "vera", "run", "--once")
-    s = world.settings("vera")
     other = world.tmp / "other.key"
     nf.write_key(other, world.keys["victor"])
-    result = runner.invoke(app, ["--l1-url", s.l1_url, "--db", s.db, *(["--db-schema", s.db_schema] if s.db_schema
-                                                                     else []), "--key-file", str(other), "status"])
+    result = runner.invoke(app, [*flags(world, "vera", other), "status"])
     assert result.exit_code == 2 and "plays for" in result.output
 
 
@@ -226,11 +227,8 @@ def test_the_console_script_runs_as_a_process(world: World) -> None:
 def test_run_waits_for_a_base_layer_that_is_not_up_yet(world: World, tmp_path: Path) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
     world.post(world.setup_batch())
-    s = world.settings("vera")
+    args = [sys.executable, "-m", "verifier.cli", *flags(world, "vera")]
     world.l1.stop()  # the base layer is down when the daemon starts (compose start order, a restart)
-    args = [sys.executable, "-m", "verifier.cli", "--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
-    if s.db_schema:
-        args += ["--db-schema", s.db_schema]
     log = tmp_path / "verifier.err"
     with log.open("w") as stderr:
         proc = subprocess.Popen([*args, "run", "--poll-interval", "0.05"], stdout=subprocess.DEVNULL, stderr=stderr)
@@ -257,10 +255,7 @@ def test_run_waits_for_a_base_layer_that_is_not_up_yet(world: World, tmp_path: P
 def test_run_as_a_daemon_follows_and_stops_on_sigterm(world: World) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
     world.post(world.setup_batch())
-    s = world.settings("vera")
-    args = [sys.executable, "-m", "verifier.cli", "--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
-    if s.db_schema:
-        args += ["--db-schema", s.db_schema]
+    args = [sys.executable, "-m", "verifier.cli", *flags(world, "vera")]
     proc = subprocess.Popen([*args, "run", "--poll-interval", "0.05"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -20,7 +20,7 @@ from contracts_spec.params import DEV
 from tests.l1.conftest import free_port
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import World, lying_batch, play_out
-from tests.verifier.test_cli import flat
+from tests.verifier.test_cli import flags, flat
 from verifier import views
 from verifier.cli import app
 from verifier.metrics import NodeMetrics
@@ -112,14 +112,11 @@ def test_the_database_figures_are_served_when_the_base_layer_is_away(world: Worl
 def test_a_taken_metrics_port_is_a_warning_and_the_node_verifies_all_the_same(world: World) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
     world.post(world.setup_batch())
-    s = world.settings("vera")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = runner.invoke(app, ["--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file),
-                                     *(["--db-schema", s.db_schema] if s.db_schema else []),
-                                     "run", "--once", "--metrics-port", str(port)])
+        result = runner.invoke(app, [*flags(world, "vera"), "run", "--once", "--metrics-port", str(port)])
     assert result.exit_code == 0, result.output
     assert f"metrics not served on 127.0.0.1:{port}" in flat(result.output)
     with world.verifier().sessions() as session:
@@ -129,11 +126,8 @@ def test_a_taken_metrics_port_is_a_warning_and_the_node_verifies_all_the_same(wo
 def test_run_serves_metrics_over_http(world: World) -> None:
     world.c("vera").faucet(native=10 * nf.NATIVE)
     world.post(world.setup_batch())
-    s = world.settings("vera")
     port = free_port()
-    args = [sys.executable, "-m", "verifier.cli", "--l1-url", s.l1_url, "--db", s.db, "--key-file", str(s.key_file)]
-    if s.db_schema:
-        args += ["--db-schema", s.db_schema]
+    args = [sys.executable, "-m", "verifier.cli", *flags(world, "vera")]
     env = {**os.environ, "RAMPART_VERIFIER_METRICS_PORT": str(port)}  # the setting, through the environment
     proc = subprocess.Popen([*args, "run", "--poll-interval", "0.05"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
