@@ -21,7 +21,7 @@ ratio from a sequencer and verifiers measured within a minute of each other.
 
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
                                  [--verifier-workers W[,W...]] [--verifier-runs R] [--baseline DIR]
-                                 [--profile PATH] [--py-spy PATH] [--repeat K]
+                                 [--profile PATH] [--py-spy PATH] [--repeat K] [--maker-fills K]
 """
 
 from __future__ import annotations
@@ -331,8 +331,9 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
               f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted")
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
           f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
-    if trades * 2 != ok:
-        print(f"  WARNING: {ok:,} orders made {trades:,} trades, not one trade per two orders: the workload "
+    fills = a.maker_fills  # each maker and its `fills` takers make `fills` trades
+    if trades * (fills + 1) != ok * fills:
+        print(f"  WARNING: {ok:,} orders made {trades:,} trades, not {fills} per {fills + 1} orders: the workload "
               f"did not trade as designed")
     return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches),
             "last_index": batches[-1]["index"], "per_batch": per_batch,
