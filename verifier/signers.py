@@ -4,11 +4,12 @@ processes for big batches, in the background while the node executes the batch b
 
 Each id is `eip712.order_digest_of_encoding` (the spec's `order_digest`, read off the order's
 encoding) and each signer `crypto.recover_address`, as `BatchOrders.verify` computes them:
-handing them to `apply_batch` changes where they run, never what they are. An order whose signature does not recover is left out, so the STF itself
-rejects it with its named error. Recovery dominates replay: ~40 us an order here, two fresh
-orders a trade, against ~70 us a trade for the rest of the replay (bench/verifier.py). Each
-order's leaf of the header's orders_root (`codec.signed_order_hash`, the keccak of the encoding
-the cache is keyed by) comes along, so the node's own thread does not hash the orders again.
+handing them to `apply_batch` changes where they run, never what they are. An order whose
+signature does not recover is left out, so the STF itself rejects it with its named error.
+Recovery dominates replay: ~40 us an order here, two fresh orders a trade, against ~70 us a
+trade for the rest of the replay (bench/verifier.py). Each order's leaf of the header's
+orders_root (`codec.signed_order_hash`, the keccak of the encoding the cache is keyed by) comes
+along, so the node's own thread does not hash the orders again.
 """
 
 from __future__ import annotations

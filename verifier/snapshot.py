@@ -3,10 +3,10 @@
 A full checkpoint holds every record; a delta holds only the records written since the checkpoint
 it names as its base (an empty value: the record went back to its default, so the tree dropped
 it). Writing every record at every checkpoint cost time in proportion to the whole state, which
-grows with every filled order: ~0.9 s at 300,000 records (150,000 trades in), ~2.9 s at 1,000,000
-(bench/checkpoint.py), every 16th batch. The node writes deltas until they add up to as many records as the full
-they build on, then a full again, so the cost per record written stays bounded however big the
-state grows, and a restore reads at most twice the state.
+grows with every filled order: ~0.9 s at 300,000 records (150,000 trades in), ~2.9 s at
+1,000,000 (bench/checkpoint.py), every 16th batch. The node writes deltas until they add up to
+as many records as the full they build on, then a full again, so the cost per record written
+stays bounded however big the state grows, and a restore reads at most twice the state.
 
 A checkpoint is restored by decoding the full, applying its deltas in order, and bulk-building
 the Merkle tree, then checked against the root the last one was taken at, so a corrupt or
