@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -62,7 +63,15 @@ def options(
 
 
 def settings_of(ctx: typer.Context, **more: Any) -> Settings:
-    return Settings(**{**ctx.obj["overrides"], **more})
+    """The settings from the environment, the global flags and `more`; a bad value is one line
+    per setting (its RAMPART_VERIFIER_ name) and exit code 2, never a traceback."""
+    try:
+        return Settings(**{**ctx.obj["overrides"], **more})
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = "RAMPART_VERIFIER_" + "_".join(str(part) for part in e["loc"]).upper()
+            err.print(f"[red]error:[/] {name} (or its flag): {e['msg']}, got {e.get('input')!r}")
+        raise typer.Exit(2) from None
 
 
 @contextmanager

@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from contracts_spec.params import DEV
 from tests.verifier import node_fixtures as nf
 from tests.verifier.node_fixtures import World, defend, lying_batch, rejected_batch
+from verifier import views
 from verifier.cli import app
 from verifier.views import eth
 
@@ -222,6 +224,19 @@ def test_the_console_script_runs_as_a_process(world: World) -> None:
     assert done.returncode == 0, done.stderr
     st = subprocess.run([*run, "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert st.returncode == 0 and json.loads(st.stdout)["verified"]["batches"] == {"valid": 1}
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli(world, "vera", "run", "--once", "--metrics-port", "70000", code=2)
+    assert "RAMPART_VERIFIER_METRICS_PORT (or its flag): Input should be less than or equal to 65535" in flat(
+        result.output) and "Traceback" not in result.output
+    args = [*flags(world, "vera"), "status"]  # the test's own Settings read the environment too
+    monkeypatch.setenv("RAMPART_VERIFIER_POLL_INTERVAL", "soon")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "RAMPART_VERIFIER_POLL_INTERVAL (or its flag)" in flat(result.output)
+    monkeypatch.delenv("RAMPART_VERIFIER_POLL_INTERVAL")
+    with world.verifier().sessions() as s:  # and nothing ran: the database holds no verdict
+        assert views.local_status(s)["verified"]["batches"] == {}
 
 
 def test_run_waits_for_a_base_layer_that_is_not_up_yet(world: World, tmp_path: Path) -> None:
