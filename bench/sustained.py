@@ -18,6 +18,10 @@ first batch is posted (verified) to the moment batch n-1 is, so neither the sequ
 batch interval and drain nor the verifier's start-up and last batch count. This machine's speed
 drifts by tens of percent from minute to minute: `--repeat` takes several pairs of phases, each
 ratio from a sequencer and verifiers measured within a minute of each other.
+The sequencer shares the machine with the load client and the base layer, which a real one does
+not; the verifier only with the base layer, barely busy then. Phase 1 prints their CPU time, and
+"fair" scales the sequencer's steady rate up by the share of the machine they took: an upper
+bound of the sequencer's rate on a machine of its own, so a lower bound of the ratio.
 
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
                                  [--verifier-workers W[,W...]] [--verifier-runs R] [--baseline DIR]
@@ -132,6 +136,26 @@ def children_cpu() -> float:
     """CPU seconds (user + system) of every child process waited for so far, and theirs."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def self_cpu() -> float:
+    """CPU seconds of this process: the load client, and the thread timing the batches' landing."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) the running processes of a process group have used so far (a
+    child started by Procs leads its own group, with its workers; Linux: /proc/PID/stat)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load() -> str:
@@ -271,7 +295,7 @@ def all_batches(http: httpx.Client) -> list[dict[str, Any]]:
         out.extend(page)
 
 
-def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: Any, l1_url: str) -> dict[str, Any]:
+def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: Any, l1_url: str, l1_pid: int) -> dict[str, Any]:
     seq_port = free_port()
     seq_url = f"http://127.0.0.1:{seq_port}"
     env = {**os.environ, "RAMPART_SEQUENCER_KEY": keys["sequencer"].hex()}
@@ -303,10 +327,12 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
           flush=True)
     landed = Landed(procs.tmp / "l1.db")
     landed.start()
+    beside0 = self_cpu(), group_cpu(l1_pid), group_cpu(seq.pid)
     start, acked, ok, refused = asyncio.run(push(seq_port, bodies, a.clients))
     outputs = http.get("/health").json()["outputs"]
     settle(http, outputs)
     posted = time.perf_counter()
+    client_cpu, l1_cpu, seq_cpu = self_cpu() - beside0[0], group_cpu(l1_pid) - beside0[1], group_cpu(seq.pid) - beside0[2]
     landed.done.set()
     landed.join()
     batches = [b for b in all_batches(http) if b["index"] >= first_index]
@@ -331,11 +357,18 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
               f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted")
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
           f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
+    # The base layer and the load client run on other machines in earnest: what they took from the
+    # sequencer's CPUs, the verifiers (phase 2, alone but for the base layer) did not lose
+    machine = (posted - start) * (os.cpu_count() or 1)
+    fair = machine / max(machine - client_cpu - l1_cpu, 1e-9)
+    print(f"  from the first order to the last post ({machine:.2f} CPU s of machine): the sequencer used {seq_cpu:.2f} "
+          f"CPU s, beside it the load client {client_cpu:.2f} and the base layer {l1_cpu:.2f}; had the sequencer had "
+          f"theirs too, it could have been up to {fair:.2f}x as fast")
     fills = a.maker_fills  # each maker and its `fills` takers make `fills` trades
     if trades * (fills + 1) != ok * fills:
         print(f"  WARNING: {ok:,} orders made {trades:,} trades, not {fills} per {fills + 1} orders: the workload "
               f"did not trade as designed")
-    return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches),
+    return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches), "fair": fair,
             "last_index": batches[-1]["index"], "per_batch": per_batch,
             "steady": seq_steady[0] if seq_steady is not None else None}
 
@@ -370,7 +403,7 @@ def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
     return (None if row is None else int(row[0])), verdicts, int(trades)
 
 
-def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, run: int,
+def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, l1_pid: int, run: int,
                    target: dict[str, Any], variant: str) -> dict[str, float | None]:
     """One fresh verifier; `variant` is a RAMPART_VERIFIER_WORKERS value, "default", or "baseline"
     (the verifier of the checkout at --baseline, with its defaults)."""
@@ -392,7 +425,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     cmd = [*pre, sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
            str(work / "key.json"), "run", "--poll-interval", "0.05"]
     before = load()
-    cpu0 = children_cpu()
+    cpu0, l1_cpu0 = children_cpu(), group_cpu(l1_pid)
     started = time.perf_counter()
     proc = procs.start(cmd, f"verifier-{run}.log", env, cwd=cwd)
     ready = None
@@ -411,6 +444,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
                 raise RuntimeError((procs.tmp / f"verifier-{run}.log").read_text()[-3000:])
             time.sleep(POLL)
         done = time.perf_counter()
+        l1_cpu = group_cpu(l1_pid) - l1_cpu0
     finally:
         if a.py_spy:  # py-spy writes its file on SIGINT; the node is stopped with the rest of its group
             proc.send_signal(signal.SIGINT)
@@ -429,14 +463,15 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
           f"{rate:,.0f} trades/s ({rate / target['rate']:.2f}x the sequencer); from the node ready "
           f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
           f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s, {trades / cpu / target['per_cpu']:.2f}x the "
-          f"sequencer's), judge_batch {db_judge_seconds(db):.2f} s; status: {verified}; before {before}, "
-          f"after {load()}", flush=True)
+          f"sequencer's), judge_batch {db_judge_seconds(db):.2f} s; the base layer beside it {l1_cpu:.2f} CPU s; "
+          f"status: {verified}; before {before}, after {load()}", flush=True)
     ratio_steady = None
     if ver_steady is not None and target["steady"]:
         ratio_steady = ver_steady[0] / target["steady"]
         print(f"    steady (the same batches as the sequencer's): {ver_steady[1]:,} trades at {ver_steady[0]:,.0f} "
               f"trades/s verified = {ratio_steady:.2f}x the sequencer's steady rate", flush=True)
-    return {"start": rate / target["rate"], "ready": rate_ready / target["rate"], "steady": ratio_steady}
+    return {"start": rate / target["rate"], "ready": rate_ready / target["rate"], "steady": ratio_steady,
+            "fair": None if ratio_steady is None else ratio_steady / target["fair"]}
 
 
 def label(variant: str) -> str:
@@ -472,7 +507,7 @@ def main() -> None:
     keys = Keys("bench/")
     genesis = dev_genesis(keys)
     choices = a.verifier_workers.split(",") + (["baseline"] if a.baseline else [])
-    ratios: dict[str, dict[str, list[float]]] = {w: {"start": [], "ready": [], "steady": []} for w in choices}
+    ratios: dict[str, dict[str, list[float]]] = {w: {"start": [], "ready": [], "steady": [], "fair": []} for w in choices}
     for repeat in range(a.repeat):
         if a.repeat > 1:
             print(f"--- measurement {repeat + 1} of {a.repeat}", flush=True)
@@ -482,7 +517,9 @@ def main() -> None:
         for kind, what in (("start", "trades/s from the process start / the sequencer's from its first order to "
                                      "its last post"),
                            ("ready", "from the node ready / the same"),
-                           ("steady", "steady / steady (batches 2 to n-1 on both sides)")):
+                           ("steady", "steady / steady (batches 2 to n-1 on both sides)"),
+                           ("fair", "steady / the sequencer's steady had it had the load client's and the base "
+                                    "layer's CPU too")):
             if got[kind]:
                 print(f"  {kind:<6}: {', '.join(f'{r:.2f}x' for r in got[kind])}, median "
                       f"{statistics.median(got[kind]):.2f}x ({what})")
@@ -497,15 +534,15 @@ def measure(a: argparse.Namespace, keys: Keys, genesis: Any, choices: list[str],
             (procs.tmp / "genesis.json").write_text(genesis_to_json(genesis))
             l1_port = free_port()
             l1_url = f"http://127.0.0.1:{l1_port}"
-            procs.start([sys.executable, "-m", "l1_mock.cli", "--genesis", str(procs.tmp / "genesis.json"),
+            l1 = procs.start([sys.executable, "-m", "l1_mock.cli", "--genesis", str(procs.tmp / "genesis.json"),
                          "--db", f"sqlite:///{procs.tmp / 'l1.db'}", "--port", str(l1_port), "--manual-time"],
                         "l1.log", probe=l1_url + "/info")
-            target = sequencer_phase(a, procs, keys, genesis, l1_url)
+            target = sequencer_phase(a, procs, keys, genesis, l1_url, l1.pid)
             print(f"phase 2, fresh verifiers over those {target['batches']} batches (and the setup before them), "
                   f"the sequencer stopped:", flush=True)
             for run in range(a.verifier_runs * len(choices)):
                 w = choices[run % len(choices)]
-                got = verifier_phase(a, procs, keys, l1_url, run + 1, target, w)
+                got = verifier_phase(a, procs, keys, l1_url, l1.pid, run + 1, target, w)
                 for kind, ratio in got.items():
                     if ratio is not None:
                         ratios[w][kind].append(ratio)
