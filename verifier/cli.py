@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,12 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from l1_mock.cli_common import l1_unreachable, load_settings, stopped_by_signals, wait_until_up
 from l1_mock.client import L1Client, L1Error
 from verifier import keys as keyfile
 from verifier import views
@@ -69,13 +68,9 @@ def options(
 def settings_of(ctx: typer.Context, **more: Any) -> Settings:
     """The settings from the environment, the global flags and `more`; a bad value is one line
     per setting (its RAMPART_VERIFIER_ name) and exit code 2, never a traceback."""
-    try:
-        return Settings(**{**ctx.obj["overrides"], **more})
-    except ValidationError as exc:
-        for e in exc.errors():
-            name = "RAMPART_VERIFIER_" + "_".join(str(part) for part in e["loc"]).upper()
-            err.print(f"[red]error:[/] {name} (or its flag): {e['msg']}, got {e.get('input')!r}")
-        raise typer.Exit(2) from None
+    return load_settings(lambda: Settings(**{**ctx.obj["overrides"], **more}),
+                         lambda field: f"RAMPART_VERIFIER_{field.upper()} (or its flag)",
+                         lambda line: err.print(f"[red]error:[/] {line}"))
 
 
 @contextmanager
@@ -109,18 +104,9 @@ def wait_for_base_layer(settings: Settings, stop: threading.Event) -> Node | Non
     """`open_node` for the daemon: a base layer that does not answer yet (started after us, or
     restarting) is waited for, as the running node does; None if stopped meanwhile. Anything
     else (a wrong key, another chain) still ends the process."""
-    waiting = False
-    while True:
-        try:
-            return open_node(settings, need_key=True)
-        except L1Error as exc:
-            if exc.code != "unreachable":
-                raise
-            if not waiting:
-                err.print(f"[yellow]waiting for the base layer at {settings.l1_url}[/] ({exc.message})")
-                waiting = True
-        if stop.wait(min(settings.poll_interval * 5, 5.0)):
-            return None
+    return wait_until_up(lambda: open_node(settings, need_key=True), l1_unreachable,
+                         lambda reason: err.print(f"[yellow]waiting for the base layer at {settings.l1_url}[/] ({reason})"),
+                         stop, min(settings.poll_interval * 5, 5.0))
 
 
 def emit(data: Any, as_json: bool) -> bool:
@@ -187,10 +173,7 @@ def run(
     logging.basicConfig(level=logging.INFO if ctx.obj["verbose"] else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
     logging.getLogger("rampart.verifier").setLevel(logging.INFO)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with handled(settings):
+    with stopped_by_signals() as stop, handled(settings):
         node = open_node(settings, need_key=True) if once else wait_for_base_layer(settings, stop)
         if node is None:
             return  # stopped while waiting
