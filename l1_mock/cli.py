@@ -1,38 +1,59 @@
-"""`rampart-l1`: start the base layer. Flags override RAMPART_L1_* settings."""
+"""`rampart-l1`: start the base layer. Flags override RAMPART_L1_* settings.
+
+A bad setting (each named by its flag or variable), a genesis file that cannot be read or is
+refused, another genesis than the database's, or a database that cannot be opened is one line
+and a non-zero exit, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from contracts_spec.errors import BadGenesis
 from contracts_spec.params import genesis_from_json
+from contracts_spec.types import Genesis
+from l1_mock.cli_common import BAD_SETTINGS, first_line, flag_names, load_settings, named_by, shown_url
 from l1_mock.errors import ChainError
 from l1_mock.settings import Settings
 
+PROG = "rampart-l1"
 
-def build(settings: Settings) -> Any:
+
+def say(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def fail(line: str, code: int = BAD_SETTINGS) -> NoReturn:
+    say(line)
+    raise SystemExit(code)
+
+
+def build(settings: Settings, genesis: Genesis | None = None) -> Any:
     """The FastAPI app for these settings (creates or reopens the chain's database)."""
     from l1_mock.api import create_app
     from l1_mock.chain import Chain
     from l1_mock.db import make_engine
 
-    genesis = genesis_from_json(settings.genesis.read_text()) if settings.genesis else None
+    if genesis is None and settings.genesis is not None:
+        genesis = genesis_from_json(settings.genesis.read_text())
     chain = Chain(make_engine(settings.db, settings.db_schema), settings, genesis)
     return create_app(chain)
 
 
-def parse(argv: list[str] | None) -> Settings:
-    p = argparse.ArgumentParser(prog="rampart-l1", description="Rampart's base layer (a local chain)")
+def parse(argv: list[str] | None) -> tuple[Settings, Callable[[str], str]]:
+    """The settings, and how to name each one to the user (its flag if given, else its variable)."""
+    p = argparse.ArgumentParser(prog=PROG, description="Rampart's base layer (a local chain)")
     p.add_argument("--genesis", help="genesis JSON file (needed on first start)")
     p.add_argument("--db", help="SQLAlchemy URL (default sqlite:///rampart-l1.db, WAL)")
     p.add_argument("--db-schema", help="PostgreSQL schema to use")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", help="1-65535 (default 8545)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--instant", action="store_true", help="a block per transaction (default)")
-    mode.add_argument("--block-time", type=int, help="a block every N seconds")
+    mode.add_argument("--block-time", help="a block every N seconds (N >= 1)")
     p.add_argument("--manual-time", action="store_true", help="time moves only by /admin/increase_time (dev)")
     a = p.parse_args(argv)
     overrides: dict[str, Any] = {k: v for k, v in {
@@ -43,19 +64,30 @@ def parse(argv: list[str] | None) -> Settings:
         overrides["block_time"] = None
     if a.manual_time:
         overrides["manual_time"] = True
-    return Settings(**overrides)
+    name = named_by(flag_names(p), overrides, "RAMPART_L1_")
+    return load_settings(lambda: Settings(**overrides), name, say, hidden=("db",)), name
 
 
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
-    settings = parse(argv)
+    settings, name = parse(argv)
+    genesis = None
+    if settings.genesis is not None:
+        try:
+            genesis = genesis_from_json(settings.genesis.read_text())
+        except OSError as exc:
+            fail(f"{name('genesis')} {settings.genesis}: cannot be read: {exc.strerror or exc}")
+        except BadGenesis as exc:
+            fail(f"{name('genesis')} {settings.genesis}: not a genesis: {exc}")
     try:
-        app = build(settings)
-    except (ChainError, BadGenesis, OSError) as exc:
-        print(f"rampart-l1: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
-    print(f"rampart-l1 listening on http://{settings.host}:{settings.port}", flush=True)
+        app = build(settings, genesis)
+    except ChainError as exc:
+        fail(str(exc))
+    except (SQLAlchemyError, ImportError) as exc:
+        fail(f"the database {shown_url(settings.db)} ({name('db')}) cannot be opened: {first_line(exc)}", 1)
+    print(f"{PROG} listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 

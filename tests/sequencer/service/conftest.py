@@ -99,7 +99,7 @@ class Net:
     http: httpx.Client | None = None
 
     def start_l1(self) -> None:
-        settings = L1Settings(db=f"sqlite:///{self.tmp / 'l1.db'}", manual_time=True, port=0)
+        settings = L1Settings(db=f"sqlite:///{self.tmp / 'l1.db'}", manual_time=True)
         self.chain = Chain(make_l1_engine(settings.db), settings, self.genesis)
         self.l1 = Served(create_l1_app(self.chain), lifespan="off")
 
