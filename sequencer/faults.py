@@ -59,6 +59,7 @@ from contracts_spec.types import (
     OrderStatus,
     Position,
     Ppm,
+    Preset,
     Root,
     Seconds,
     SignedOrder,
@@ -875,17 +876,23 @@ def lie_of(record: dict[str, Any], body: BatchData) -> Lie:
     return Lie(body, int(record["at"]), bool(record["rejected"]), writes_from_json(record["writes"]), record["what"])
 
 
+def check(preset: Preset) -> None:
+    """Refuse RAMPART_FAULT_FILE outside the dev preset (at startup, before anything is opened)."""
+    if not os.environ.get(FAULT_FILE_ENV):
+        return
+    from sequencer.settings import UnsafeSettings
+
+    # Verify fault injection runs only on the dev preset: it posts wrong roots on purpose
+    if preset.name != "dev" or not preset.admin_time_travel:
+        raise UnsafeSettings(f"{FAULT_FILE_ENV} (fault injection) is dev-only; refused on the {preset.name} preset")
+
+
 def install(batcher: Any) -> None:
     """Wrap `batcher.post` when RAMPART_FAULT_FILE is set; refused at startup outside the dev preset."""
     path = os.environ.get(FAULT_FILE_ENV)
     if not path:
         return
-    from sequencer.settings import UnsafeSettings
-
-    preset = batcher.preset
-    # Verify fault injection runs only on the dev preset: it posts wrong roots on purpose
-    if preset.name != "dev" or not preset.admin_time_travel:
-        raise UnsafeSettings(f"{FAULT_FILE_ENV} (fault injection) is dev-only; refused on the {preset.name} preset")
+    check(batcher.preset)
     injector = Injector(batcher, Path(path))
     honest_post = batcher.post
 

@@ -15,7 +15,9 @@ from contracts_spec import codec
 from contracts_spec.crypto import address_of_private_key
 from contracts_spec.params import genesis_from_json, genesis_to_json
 from contracts_spec.types import Genesis
+from l1_mock.cli_common import shown_url
 from l1_mock.client import L1Client, L1Error
+from sequencer import faults
 from sequencer import snapshot as snapshots
 from sequencer.batcher import Batcher
 from sequencer.core import BatchInfo, Core
@@ -35,6 +37,16 @@ log = logging.getLogger("rampart.node")
 
 class GenesisMismatch(Exception):
     pass
+
+
+def check_genesis(settings: Settings, genesis: Genesis) -> None:
+    """What the settings and the genesis alone must satisfy (checked again by a CLI before it waits
+    for the base layer): the key is the genesis sequencer's, fault injection only on dev."""
+    address = address_of_private_key(settings.key_bytes())
+    if address != genesis.sequencer:
+        raise GenesisMismatch(f"the sequencer key (RAMPART_SEQUENCER_KEY) signs as 0x{address.hex()}, not as the "
+                              f"genesis sequencer 0x{genesis.sequencer.hex()}")
+    faults.check(genesis.preset)
 
 
 def load_genesis(settings: Settings, client: L1Client | None) -> Genesis:
@@ -75,14 +87,13 @@ class Node:
         self.client = client if client is not None else L1Client(settings.l1_url, key)
         self.genesis = genesis or load_genesis(settings, self.client)
         # Verify the key is the genesis sequencer's and the journal belongs to this genesis
-        if address_of_private_key(key) != self.genesis.sequencer:
-            raise GenesisMismatch("the sequencer key is not the genesis sequencer")
+        check_genesis(settings, self.genesis)
         self.journal = Journal.open(settings.db, settings.db_schema, settings.journal_group)
         stored = self.journal.get_meta("genesis")
         if stored is None:
             self.journal.set_meta("genesis", genesis_to_json(self.genesis))
         elif stored != genesis_to_json(self.genesis):
-            raise GenesisMismatch("the journal was written under another genesis")
+            raise GenesisMismatch(f"the journal {shown_url(settings.db)} was written under another genesis")
         self.metrics = Metrics()
         rows = self.journal.batches()
         self.core, snapshot = restore_core(self.genesis, self.journal, rows)
@@ -165,8 +176,8 @@ class Node:
         self.client.close()
 
 
-def create(settings: Settings) -> Any:
+def create(settings: Settings, genesis: Genesis | None = None) -> Any:
     from sequencer.api import create_app
 
-    node = Node(settings)
+    node = Node(settings, genesis=genesis)
     return create_app(node), node

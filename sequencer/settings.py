@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts_spec.crypto import private_key_from_seed
+from contracts_spec.crypto import SECP256K1_N, private_key_from_seed
+from l1_mock.cli_common import DatabaseUrl, HttpUrl, Port
 
 # `sequencer.scenario.Keys()["sequencer"]`: the key of every dev genesis. Never outside dev.
 DEV_SEQUENCER_KEY = private_key_from_seed(b"sequencer").hex()
@@ -25,42 +27,54 @@ class UnsafeSettings(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAMPART_")
 
-    env: str = "dev"  # dev | prod
-    l1_url: str = "http://127.0.0.1:8545"
+    env: Literal["dev", "prod"] = "dev"
+    l1_url: HttpUrl = "http://127.0.0.1:8545"
     sequencer_key: str | None = None  # hex private key; the dev key when unset (dev only)
     genesis: Path | None = None  # default: the base layer's stored genesis
-    db: str = "sqlite:///rampart-sequencer.db"  # journal; PostgreSQL by URL
+    db: DatabaseUrl = "sqlite:///rampart-sequencer.db"  # journal; PostgreSQL by URL
     db_schema: str | None = None  # PostgreSQL only: run inside this schema (created if missing)
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
 
     # batcher and follower
-    batch_interval: float = 2.0  # seconds between batches (a batch is cut earlier at batch_max_txs)
-    batch_max_txs: int = 4096  # never above the preset's max_batch_txs
-    follow_interval: float = 0.5  # seconds between base-layer polls (time, deposits, statuses)
+    batch_interval: float = Field(2.0, gt=0)  # seconds between batches (a batch is cut earlier at batch_max_txs)
+    batch_max_txs: int = Field(4096, ge=1)  # never above the preset's max_batch_txs
+    follow_interval: float = Field(0.5, gt=0)  # seconds between base-layer polls (time, deposits, statuses)
     post_batches: bool = True  # False: build and execute batches but never post (read-only replicas, tests)
     auto_stake: bool = True  # dev: take native coin from the faucet to register, and to top the stake up
     defend: bool = True  # answer every dispute game against our batches (verifier.player in our seat)
 
     # intake limits
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_batch_orders: int = 2000  # orders in one batch request
-    max_open_orders: int = 10_000  # resting orders per account
-    account_rate: float = 50_000.0  # state-changing requests per second per account (token bucket)
-    account_burst: int = 100_000
-    connection_rate: float = 50_000.0  # requests per second per connection
-    connection_burst: int = 100_000
-    auth_window: int = 300  # a private read's Subscribe timestamp must be within this of the clock
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    max_batch_orders: int = Field(2000, ge=1)  # orders in one batch request
+    max_open_orders: int = Field(10_000, ge=1)  # resting orders per account
+    account_rate: float = Field(50_000.0, gt=0)  # state-changing requests per second per account (token bucket)
+    account_burst: int = Field(100_000, ge=1)
+    connection_rate: float = Field(50_000.0, gt=0)  # requests per second per connection
+    connection_burst: int = Field(100_000, ge=1)
+    auth_window: int = Field(300, ge=1)  # a private read's Subscribe timestamp must be within this of the clock
 
     # websocket
-    ws_queue: int = 8192  # messages buffered per connection; a client that falls further behind is dropped
-    ws_max_subscriptions: int = 64
+    ws_queue: int = Field(8192, ge=1)  # messages buffered per connection; a client that falls further behind is dropped
+    ws_max_subscriptions: int = Field(64, ge=1)
 
     # signatures: 0 checks them on the event loop; N > 0 uses N worker processes (the default: one
     # when the machine has a second core)
-    verify_workers: int = Field(default_factory=lambda: 1 if (os.cpu_count() or 1) > 1 else 0)
-    journal_group: int = 8192  # most records per journal commit
-    snapshot_every: int = 100_000  # records between snapshots of the core (and one at shutdown); 0: none
+    verify_workers: int = Field(default_factory=lambda: 1 if (os.cpu_count() or 1) > 1 else 0, ge=0)
+    journal_group: int = Field(8192, ge=1)  # most records per journal commit
+    snapshot_every: int = Field(100_000, ge=0)  # records between snapshots of the core (and one at shutdown); 0: none
+
+    @field_validator("sequencer_key")
+    @classmethod
+    def _a_private_key(cls, value: str | None) -> str | None:
+        if value:  # unset or empty: the dev key (refused outside dev by `check`)
+            try:
+                key = bytes.fromhex(value.removeprefix("0x"))
+            except ValueError:
+                raise ValueError("a private key is 32 bytes of hex") from None
+            if len(key) != 32 or not 0 < int.from_bytes(key, "big") < SECP256K1_N:
+                raise ValueError("a private key is 32 bytes of hex, within the secp256k1 order")
+        return value
 
     def key_bytes(self) -> bytes:
         return bytes.fromhex((self.sequencer_key or DEV_SEQUENCER_KEY).removeprefix("0x"))
