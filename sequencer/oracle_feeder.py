@@ -5,6 +5,10 @@ Prices come from a path (a deterministic random walk from a start price per mark
 or from a replayed file of JSON lines {"market": 0, "price": 500000} (one step per line; a
 line may hold several markets as {"prices": {"0": 500000, "1": 30000}}). Report times follow
 the sequencer's clock (GET /v1/time, the base layer's time) unless --clock wall.
+
+A bad flag, an unreadable prices file or a sequencer on another chain than --preset is one line
+and exit code 2. A sequencer that does not answer yet is waited for (said once; SIGINT or SIGTERM
+end the wait, and the feeder between steps); one that stops answering is said once per outage.
 """
 
 from __future__ import annotations
@@ -16,13 +20,28 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NoReturn
 
 import httpx
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from contracts_spec import eip712
+from contracts_spec.crypto import SECP256K1_N
 from contracts_spec.params import PRESETS
 from contracts_spec.types import Preset
+from l1_mock.cli_common import (
+    BAD_SETTINGS,
+    HttpUrl,
+    first_line,
+    flag_names,
+    load_settings,
+    named_by,
+    stopped_by_signals,
+    wait_until_up,
+)
+from sequencer.scenario import ORACLE_NAMES
+
+PROG = "rampart-oracle"
 
 
 def walk(start: dict[int, int], step_ppm: int, seed: int) -> Iterator[dict[int, int]]:
@@ -36,16 +55,32 @@ def walk(start: dict[int, int], step_ppm: int, seed: int) -> Iterator[dict[int, 
             prices[m] = max(1, p + move)
 
 
-def replay(path: Path) -> Iterator[dict[int, int]]:
-    for line in path.read_text().splitlines():
+PRICE_LINE = '{"market": 0, "price": 500000} or {"prices": {"0": 500000, "1": 30000}}'
+
+
+def load_prices(path: Path) -> list[dict[int, int]]:
+    """Every step of a prices file, read and checked at once (ValueError naming the bad line)."""
+    steps = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if not line:
             continue
-        doc = json.loads(line)
-        if "prices" in doc:
-            yield {int(m): int(p) for m, p in doc["prices"].items()}
-        else:
-            yield {int(doc["market"]): int(doc["price"])}
+        try:
+            doc = json.loads(line)
+            if "prices" in doc:
+                step = {int(m): int(p) for m, p in doc["prices"].items()}
+            else:
+                step = {int(doc["market"]): int(doc["price"])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(f"line {n} is not a price line ({PRICE_LINE})") from None
+        if not step or min(step) < 0 or min(step.values()) < 1:
+            raise ValueError(f"line {n}: markets are ids from 0 and prices at least 1 tick")
+        steps.append(step)
+    return steps
+
+
+def replay(path: Path) -> Iterator[dict[int, int]]:
+    return iter(load_prices(path))
 
 
 def sign_reports(preset: Preset, keys: list[bytes], prices: dict[int, int], t: int) -> list[dict[str, Any]]:
@@ -59,16 +94,25 @@ def sign_reports(preset: Preset, keys: list[bytes], prices: dict[int, int], t: i
 
 class Feeder:
     def __init__(self, url: str, keys: list[bytes], preset: Preset, clock: str = "sequencer") -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30)
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=30)
         self.keys = keys
         self.preset = preset
         self.clock = clock
         self.last_time = 0
 
+    def domain(self) -> dict[str, Any]:
+        """The sequencer's EIP-712 domain (its chain), the first thing asked of it."""
+        r = self.http.get("/v1/domain")
+        r.raise_for_status()
+        return dict(r.json())
+
     def now(self) -> int:
         if self.clock == "wall":
             return int(time.time())
-        return int(self.http.get("/v1/time").json()["time"])
+        r = self.http.get("/v1/time")
+        r.raise_for_status()
+        return int(r.json()["time"])
 
     def post(self, prices: dict[int, int]) -> dict[str, Any] | None:
         """Post one step at the current time; None if the clock has not moved since the last one."""
@@ -84,53 +128,164 @@ class Feeder:
         self.http.close()
 
 
-def parse_keys(a: argparse.Namespace) -> list[bytes]:
-    if a.keys:
-        return [bytes.fromhex(k.removeprefix("0x")) for k in a.keys.split(",") if k]
-    if a.dev_signers:
+def _private_keys(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        keys = [bytes.fromhex(k.strip().removeprefix("0x")) for k in value.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError("private keys are 32 bytes of hex each, comma-separated") from None
+    if not keys or any(len(k) != 32 or not 0 < int.from_bytes(k, "big") < SECP256K1_N for k in keys):
+        raise ValueError("private keys are 32 bytes of hex each (within the secp256k1 order), comma-separated")
+    return keys
+
+
+def _start_prices(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        start = {int(m): int(p) for m, p in (kv.split("=") for kv in value.split(",") if kv.strip())}
+    except ValueError:
+        raise ValueError("not market=ticks pairs such as 0=500000,1=30000") from None
+    if not start or min(start) < 0 or min(start.values()) < 1:
+        raise ValueError("markets are ids from 0 and prices at least 1 tick, such as 0=500000,1=30000")
+    return start
+
+
+class FeederSettings(BaseModel):
+    """The feeder's flags, checked (it reads no environment: the image's entry point turns each
+    RAMPART_ORACLE_<FLAG> variable into --<flag>)."""
+
+    sequencer: HttpUrl = "http://127.0.0.1:8000"
+    preset: str = "dev"
+    keys: Annotated[list[bytes], BeforeValidator(_private_keys)] = []
+    dev_signers: int | None = Field(None, ge=1, le=len(ORACLE_NAMES))
+    start: Annotated[dict[int, int], BeforeValidator(_start_prices)] = {0: 500_000, 1: 30_000}
+    step_ppm: int = Field(1000, ge=0, le=1_000_000)
+    seed: int = 1
+    file: Path | None = None
+    interval: float = Field(1.0, gt=0)
+    steps: int = Field(0, ge=0)
+    clock: Literal["sequencer", "wall"] = "sequencer"
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"not a preset; known: {', '.join(sorted(PRESETS))}")
+        return value
+
+    def signer_keys(self) -> list[bytes]:
+        if self.keys:
+            return self.keys
         from sequencer.scenario import Keys
 
-        keys = Keys()
-        return [keys[f"oracle-{i}"] for i in range(a.dev_signers)]
-    raise SystemExit("rampart-oracle: give --keys (hex, comma-separated) or --dev-signers N")
+        dev = Keys()
+        return [dev[name] for name in ORACLE_NAMES[: self.dev_signers or 0]]
+
+
+def parse(argv: list[str] | None) -> FeederSettings:
+    """The checked settings; a bad flag is one line naming it and exit code 2."""
+    p = argparse.ArgumentParser(prog=PROG, description="Rampart oracle feeder (N signer keys)")
+    p.add_argument("--sequencer", help="sequencer URL (default http://127.0.0.1:8000)")
+    p.add_argument("--preset", help=f"preset whose EIP-712 domain signs the reports: {', '.join(sorted(PRESETS))} "
+                                    "(default dev)")
+    p.add_argument("--keys", help="oracle signer private keys, hex, comma-separated")
+    p.add_argument("--dev-signers", help=f"use the first N dev oracle keys (oracle-0, oracle-1, ...; N <= "
+                                         f"{len(ORACLE_NAMES)})")
+    p.add_argument("--start", help="path start prices: market=ticks,... (default 0=500000,1=30000)")
+    p.add_argument("--step-ppm", help="largest move per step of the path (default 1000)")
+    p.add_argument("--seed", help="seed of the path (default 1)")
+    p.add_argument("--file", help="replay prices from this JSON-lines file instead of the path")
+    p.add_argument("--interval", help="seconds between steps, > 0 (default 1.0)")
+    p.add_argument("--steps", help="stop after N posted steps (default 0: run forever)")
+    p.add_argument("--clock", help="report times from the sequencer's clock or the wall clock: sequencer or wall "
+                                    "(default sequencer)")
+    given = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    settings = load_settings(lambda: FeederSettings(**given), named_by(flag_names(p), given), say, hidden=("keys",))
+    if not settings.keys and not settings.dev_signers:
+        fail("give --keys (hex, comma-separated) or --dev-signers N")
+    return settings
+
+
+def say(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def fail(line: str, code: int = BAD_SETTINGS) -> NoReturn:
+    say(line)
+    raise SystemExit(code)
+
+
+def sequencer_down(exc: Exception) -> str | None:
+    """Why the sequencer does not answer (yet), if that is what `exc` says: no connection, or an
+    answer of 5xx (starting up, behind a proxy). Anything else is not waited for."""
+    if isinstance(exc, httpx.TransportError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500:
+        return f"HTTP {exc.response.status_code}"
+    return None
+
+
+def check_chain(feeder: Feeder, domain: dict[str, Any], preset_name: str) -> None:
+    """The sequencer verifies reports under its own EIP-712 domain: ours must be the same."""
+    preset = feeder.preset
+    try:
+        chain, contract = int(domain["chainId"]), str(domain["verifyingContract"]).lower()
+    except (KeyError, TypeError, ValueError):
+        fail(f"{feeder.url} does not answer as a Rampart sequencer (GET /v1/domain: {str(domain)[:200]})")
+    if chain != preset.chain_id or contract != "0x" + preset.rollup_address.hex():
+        fail(f"--preset {preset_name} signs for chain {preset.chain_id}, but the sequencer at {feeder.url} runs "
+             f"chain {chain} (rollup {contract})")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="rampart-oracle", description="Rampart oracle feeder (N signer keys)")
-    p.add_argument("--sequencer", default="http://127.0.0.1:8000")
-    p.add_argument("--preset", default="dev", choices=sorted(PRESETS))
-    p.add_argument("--keys", help="oracle signer private keys, hex, comma-separated")
-    p.add_argument("--dev-signers", type=int, help="use the first N dev oracle keys (oracle-0, oracle-1, ...)")
-    p.add_argument("--start", default="0=500000,1=30000", help="path start prices: market=ticks,...")
-    p.add_argument("--step-ppm", type=int, default=1000, help="largest move per step of the path")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--file", type=Path, help="replay prices from this JSON-lines file instead of the path")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between steps")
-    p.add_argument("--steps", type=int, default=0, help="stop after N posted steps (0: run forever)")
-    p.add_argument("--clock", default="sequencer", choices=("sequencer", "wall"))
-    a = p.parse_args(argv)
-    keys = parse_keys(a)
-    start = {int(m): int(v) for m, v in (kv.split("=") for kv in a.start.split(",") if kv)}
-    prices = replay(a.file) if a.file else walk(start, a.step_ppm, a.seed)
-    feeder = Feeder(a.sequencer, keys, PRESETS[a.preset], a.clock)
+    settings = parse(argv)
+    try:
+        prices = iter(load_prices(settings.file)) if settings.file else walk(settings.start, settings.step_ppm,
+                                                                               settings.seed)
+    except OSError as exc:
+        fail(f"--file {settings.file}: cannot be read: {exc.strerror or exc}")
+    except ValueError as exc:
+        fail(f"--file {settings.file}: {exc}")
+    feeder = Feeder(settings.sequencer, settings.signer_keys(), PRESETS[settings.preset], settings.clock)
+    url = feeder.url
+    pause = min(settings.interval * 5, 5.0)
     posted = 0
     try:
-        step = next(prices, None)
-        while step is not None:
+        with stopped_by_signals() as stop:
             try:
-                result = feeder.post(step)
-            except httpx.HTTPError as exc:
-                print(f"rampart-oracle: {exc}", file=sys.stderr, flush=True)
-                result = None
-            if result is not None:
-                posted += 1
-                print(json.dumps({"time": feeder.last_time, "prices": step}), flush=True)
-                if a.steps and posted >= a.steps:
-                    break
-                step = next(prices, None)
-            time.sleep(a.interval)
-    except KeyboardInterrupt:
-        pass
+                domain = wait_until_up(feeder.domain, sequencer_down,
+                                       lambda reason: say(f"waiting for the sequencer at {url} ({reason})"), stop, pause)
+            except (httpx.HTTPError, ValueError) as exc:
+                fail(f"{url} does not answer as a Rampart sequencer: {first_line(exc)[:200]}")
+            if domain is None:
+                return  # stopped while waiting
+            check_chain(feeder, domain, settings.preset)
+            away = False  # said once per outage, not once per step
+            step = next(prices, None)
+            while step is not None and not stop.is_set():
+                try:
+                    result = feeder.post(step)
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    reason = sequencer_down(exc) if isinstance(exc, httpx.HTTPError) else None
+                    if reason is None:
+                        say(f"the sequencer at {url} refused a step: {first_line(exc)[:300]}")
+                    elif not away:
+                        say(f"the sequencer at {url} does not answer ({reason}); retrying every {settings.interval} s")
+                    away = reason is not None
+                    result = None
+                else:
+                    if away:
+                        say(f"the sequencer at {url} answers again")
+                        away = False
+                if result is not None:
+                    posted += 1
+                    print(json.dumps({"time": feeder.last_time, "prices": step}), flush=True)
+                    if settings.steps and posted >= settings.steps:
+                        break
+                    step = next(prices, None)
+                stop.wait(settings.interval)
     finally:
         feeder.close()
 

@@ -476,8 +476,12 @@ def test_entrypoint_turns_oracle_variables_into_flags_the_feeder_accepts(tmp_pat
            entrypoint.ORACLE_KEY_FILES: ",".join(map(str, files))}
     args = entrypoint.prepare("rampart-oracle", ["--interval", "2"], env)
     ns = parse_args("rampart-oracle", args)
-    assert (ns.sequencer, ns.step_ppm, ns.interval) == ("http://s:1", 500, 2.0)
+    from sequencer import oracle_feeder
+
+    feeder = oracle_feeder.parse(args)  # the values as the feeder checks and reads them
+    assert (feeder.sequencer, feeder.step_ppm, feeder.interval) == ("http://s:1", 500, 2.0)
     assert ns.keys.split(",") == [(bytes([i + 1]) * 32).hex() for i in range(3)]
+    assert feeder.signer_keys() == [bytes([i + 1]) * 32 for i in range(3)]
     with pytest.raises(SystemExit):  # keys from two places: refused, not silently one of them
         entrypoint.prepare("rampart-oracle", [], {**env, "RAMPART_ORACLE_KEYS": "11" * 32})
     with pytest.raises(AssertionError):  # a variable that names no flag fails at start, loudly

@@ -1,6 +1,7 @@
-"""`rampart-sequencer` as a user meets it, as a process: a bad flag or variable is one line naming
-it and exit code 2 with nothing started; a genesis that does not fit is one line; a base layer
-that does not answer yet is waited for, said once, and SIGTERM ends the wait cleanly."""
+"""`rampart-sequencer` and `rampart-oracle` as a user meets them, as processes: a
+bad flag or variable is one line naming it and exit code 2 with nothing started; a genesis that
+does not fit is one line; a base layer (for the sequencer) or a sequencer (for the feeder) that
+does not answer yet is waited for, said once, and SIGTERM ends the wait cleanly."""
 
 from __future__ import annotations
 
@@ -159,3 +160,74 @@ def test_a_genesis_file_of_another_chain_than_the_base_layer_is_refused(tmp_path
     finally:
         net.stop()
     assert not (tmp_path / "seq.db").exists()
+
+
+# --- rampart-oracle -----------------------------------------------------------------------------------
+
+
+def test_bad_feeder_flags_are_one_line_each(tmp_path: Path) -> None:
+    done = run("sequencer.oracle_feeder", "--dev-signers", "9", "--interval", "0", "--steps", "-1", "--clock", "moon",
+               "--preset", "x", "--start", "0=abc", "--sequencer", "localhost:8000")
+    out = refused(done, 2,
+                  "rampart-oracle: --preset: not a preset; known: dev, mainnet, got 'x'",
+                  "rampart-oracle: --dev-signers: Input should be less than or equal to 3, got '9'",
+                  "rampart-oracle: --start: not market=ticks pairs such as 0=500000,1=30000, got '0=abc'",
+                  "rampart-oracle: --interval: Input should be greater than 0, got '0'",
+                  "rampart-oracle: --steps: Input should be greater than or equal to 0, got '-1'",
+                  "rampart-oracle: --clock: Input should be 'sequencer' or 'wall', got 'moon'",
+                  "rampart-oracle: --sequencer: not an http(s) URL such as http://127.0.0.1:8000, got 'localhost:8000'")
+    assert len(out) == 7
+    refused(run("sequencer.oracle_feeder"), 2, "rampart-oracle: give --keys (hex, comma-separated) or --dev-signers N")
+    secret = "ab" * 31
+    done = run("sequencer.oracle_feeder", "--keys", secret)
+    refused(done, 2, "rampart-oracle: --keys: private keys are 32 bytes of hex each (within the secp256k1 order), "
+                     "comma-separated")
+    assert secret not in done.stderr
+
+
+def test_a_prices_file_is_checked_whole_before_anything_is_posted(tmp_path: Path) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    missing = tmp_path / "none.jsonl"
+    refused(run("sequencer.oracle_feeder", "--dev-signers", "2", "--sequencer", nowhere, "--file", str(missing)), 2,
+            f"rampart-oracle: --file {missing}: cannot be read: No such file or directory")
+    prices = tmp_path / "prices.jsonl"
+    prices.write_text('{"market": 0, "price": 500000}\n\n{"market": 0, "price": "cheap"}\n')
+    refused(run("sequencer.oracle_feeder", "--dev-signers", "2", "--sequencer", nowhere, "--file", str(prices)), 2,
+            f"rampart-oracle: --file {prices}: line 3 is not a price line "
+            '({"market": 0, "price": 500000} or {"prices": {"0": 500000, "1": 30000}})')
+
+
+def test_the_feeder_waits_for_its_sequencer_then_checks_its_chain(tmp_path: Path) -> None:
+    net = Net(tmp_path, ("sqlite", None), Keys())
+    log = tmp_path / "oracle.err"
+    feeder = start("sequencer.oracle_feeder", "--sequencer", net.seq_url, "--dev-signers", "2", "--steps", "1",
+                   "--interval", "0.05", log=log)
+    try:
+        wait_for(lambda: "waiting" in log.read_text() or feeder.poll() is not None, "the feeder to wait")
+        assert feeder.poll() is None
+        net.start()
+        feeder.wait(120)  # it posts its one step as soon as the sequencer answers, then ends
+        assert feeder.returncode == 0, log.read_text()
+        assert httpx.get(net.seq_url + "/v1/markets/0", timeout=10).json()["oraclePrice"] == 500_000
+        # a feeder signing for another chain is refused at once, not left posting reports the sequencer drops
+        done = run("sequencer.oracle_feeder", "--sequencer", net.seq_url, "--dev-signers", "2", "--preset", "mainnet")
+        out = refused(done, 2)
+        assert len(out) == 1 and out[0].startswith(
+            f"rampart-oracle: --preset mainnet signs for chain 1, but the sequencer at {net.seq_url} runs chain 31337")
+    finally:
+        stop(feeder)
+        net.stop()
+    assert log.read_text() == (f"rampart-oracle: waiting for the sequencer at {net.seq_url} "
+                               "([Errno 111] Connection refused)\n")
+
+
+def test_sigterm_ends_the_feeders_wait(tmp_path: Path) -> None:
+    log = tmp_path / "oracle.err"
+    feeder = start("sequencer.oracle_feeder", "--sequencer", f"http://127.0.0.1:{free_port()}", "--dev-signers", "2",
+                   log=log)
+    try:
+        wait_for(lambda: "waiting" in log.read_text() or feeder.poll() is not None, "the feeder to wait")
+        assert feeder.poll() is None
+    finally:
+        code = stop(feeder)
+    assert code == 0 and log.read_text().count("\n") == 1 and "Traceback" not in log.read_text()

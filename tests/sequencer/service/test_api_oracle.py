@@ -15,12 +15,12 @@ def test_feeder_replays_a_file_and_quorum_sets_the_price(net: Net, tmp_path: Pat
     prices = tmp_path / "prices.jsonl"
     prices.write_text('{"prices": {"0": 500000, "1": 30000}}\n{"market": 0, "price": 501000}\n')
     oracle_feeder.main(["--sequencer", net.seq.url, "--dev-signers", "3", "--file", str(prices), "--steps", "1",
-                        "--interval", "0"])
+                        "--interval", "0.05"])
     markets = {m["symbol"]: m for m in net.http.get("/v1/markets").json()}
     assert markets["BTC-USD"]["oraclePrice"] == 500_000 and markets["ETH-USD"]["oraclePrice"] == 30_000
     net.advance(5)
     oracle_feeder.main(["--sequencer", net.seq.url, "--dev-signers", "2", "--start", "0=500000", "--step-ppm", "0",
-                        "--steps", "1", "--interval", "0"])
+                        "--steps", "1", "--interval", "0.05"])
     assert net.http.get("/v1/markets/BTC-USD").json()["oracleTime"] == net.now()
 
 
