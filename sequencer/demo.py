@@ -6,6 +6,7 @@ secp256k1 signature and every number comes out of `contracts_spec`.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from contracts_spec import codec
@@ -23,7 +24,9 @@ def usd(atoms: int) -> str:
     return f"{atoms / USDC:>14,.2f}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # It takes no option (and talks to no service): --help says what it does, anything else is refused
+    argparse.ArgumentParser(prog="rampart-demo", description=(__doc__ or "").split("\n\n")[0]).parse_args(argv)
     keys = Keys()
     genesis = dev_genesis(keys)
     state = State.from_genesis(genesis)

@@ -1,4 +1,4 @@
-"""`rampart-sequencer` and `rampart-oracle` as a user meets them, as processes: a
+"""`rampart-sequencer`, `rampart-oracle` and `rampart-demo` as a user meets them, as processes: a
 bad flag or variable is one line naming it and exit code 2 with nothing started; a genesis that
 does not fit is one line; a base layer (for the sequencer) or a sequencer (for the feeder) that
 does not answer yet is waited for, said once, and SIGTERM ends the wait cleanly."""
@@ -231,3 +231,14 @@ def test_sigterm_ends_the_feeders_wait(tmp_path: Path) -> None:
     finally:
         code = stop(feeder)
     assert code == 0 and log.read_text().count("\n") == 1 and "Traceback" not in log.read_text()
+
+
+# --- rampart-demo ---------------------------------------------------------------------------------------
+
+
+def test_the_demo_takes_no_options() -> None:
+    done = run("sequencer.demo", "--fast")
+    refused(done, 2, "rampart-demo: error: unrecognized arguments: --fast")
+    assert done.stdout == ""
+    helped = run("sequencer.demo", "--help")
+    assert helped.returncode == 0 and "A spec-level demo" in helped.stdout
