@@ -1,7 +1,10 @@
 """`rampart-trader`: everything a trader does, without writing code, over `sequencer.trader_client`.
 
 Global options (or RAMPART_* env): --l1, --sequencer, --key NAME (a key from `keys create` /
-`keys import`). Every command takes --json; every refusal prints its code and exits 1.
+`keys import`). Every command takes --json; every refusal prints its code and exits 1, and so
+does a base layer or sequencer that does not answer (code `unreachable`, naming its URL). A bad
+global option (not an http(s) URL, a key directory that is a file) is one line naming the option
+or its variable and exit code 2.
 Amounts are decimals: sizes in the market's base unit, prices in its quote, USDC in USDC.
 """
 
@@ -14,9 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, field_validator
 from rich.console import Console
+from rich.markup import escape as plain
 from rich.table import Table
 
+from l1_mock.cli_common import HttpUrl, load_settings
 from sequencer.trader_client import (
     DEFAULT_L1,
     DEFAULT_SEQUENCER,
@@ -54,29 +60,69 @@ class Opts:
         return Trader(key, self.l1, self.sequencer if need_sequencer else None)
 
 
+class Globals(BaseModel):
+    """The global options, checked before any command runs."""
+
+    l1: HttpUrl
+    sequencer: HttpUrl
+    home: Path | None
+
+    @field_validator("home")
+    @classmethod
+    def _a_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError("not a directory")
+        return value
+
+
+# Each global option's flag and variable, to name the one the user set
+GLOBALS = {"l1": ("--l1", "RAMPART_L1_URL"), "sequencer": ("--sequencer", "RAMPART_SEQUENCER_URL"),
+           "home": ("--home", "RAMPART_TRADER_HOME")}
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    l1: Annotated[str, typer.Option(envvar="RAMPART_L1_URL", help="base-layer URL")] = DEFAULT_L1,
-    sequencer: Annotated[str, typer.Option(envvar="RAMPART_SEQUENCER_URL", help="sequencer URL")] = DEFAULT_SEQUENCER,
+    l1: Annotated[str, typer.Option(envvar=GLOBALS["l1"][1], help="base-layer URL")] = DEFAULT_L1,
+    sequencer: Annotated[str, typer.Option(envvar=GLOBALS["sequencer"][1], help="sequencer URL")] = DEFAULT_SEQUENCER,
     key: Annotated[str | None, typer.Option(envvar="RAMPART_TRADER_KEY", help="key name (or 0x private key)")] = None,
-    home: Annotated[Path | None, typer.Option(envvar="RAMPART_TRADER_HOME", help="key directory")] = None,
+    home: Annotated[Path | None, typer.Option(envvar=GLOBALS["home"][1], help="key directory")] = None,
     as_json: JsonOpt = False,
 ) -> None:
+    def name(field: str) -> str:
+        flag, variable = GLOBALS[field]
+        source = ctx.get_parameter_source(field)  # typer's own copy of click's ParameterSource
+        return variable if source is not None and source.name == "ENVIRONMENT" else flag
+
+    load_settings(lambda: Globals(l1=l1, sequencer=sequencer, home=None if home is None else str(home)), name,
+                  lambda line: err.print(f"[bold red]error[/] {plain(line)}", soft_wrap=True))
     ctx.obj = Opts(l1, sequencer, key, home, as_json)
 
 
+def _named(exc: TraderError, opts: Opts) -> TraderError:
+    """An unreachable service, named with the URL it was asked at."""
+    if exc.code != "unreachable":
+        return exc
+    what, url = ("base layer", opts.l1) if exc.source == "l1" else ("sequencer", opts.sequencer)
+    detail = exc.message.removeprefix("sequencer ")
+    return TraderError(exc.code, f"the {what} at {url} does not answer ({detail})", exc.source, exc.status)
+
+
 def run(ctx: typer.Context, as_json: bool, call: Callable[[Opts], Any], render: Callable[[Any], None]) -> None:
-    """Run one command: JSON or rich output; a refusal prints its code and exits 1."""
+    """Run one command: JSON or rich output; a refusal (or a service that does not answer) prints
+    its code on one line and exits 1."""
     opts: Opts = ctx.obj
     as_json = as_json or opts.as_json
     try:
         result = call(opts)
     except TraderError as exc:
+        shown = _named(exc, opts)
         if as_json:
-            print(json.dumps(exc.to_json()))
+            print(json.dumps(shown.to_json()))
         else:
-            err.print(f"[bold red]refused[/] [red]{exc.code}[/] ({exc.source}): {exc.message}")
+            verdict = "error" if shown.code == "unreachable" else "refused"
+            err.print(f"[bold red]{verdict}[/] [red]{plain(shown.code)}[/] ({shown.source}): {plain(shown.message)}",
+                      soft_wrap=True)
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps(result, indent=2, default=str))

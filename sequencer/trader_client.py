@@ -65,6 +65,15 @@ def _l1(call: Callable[..., T], *args: Any, **kw: Any) -> T:
         raise TraderError(_snake(type(exc).__name__), str(exc), "client") from exc
 
 
+def _signed(sign: Callable[..., T], *args: Any) -> T:
+    """Sign a message here; a field the spec cannot encode (a negative nonce or expiry, an amount
+    beyond its range) is a refusal before anything is sent."""
+    try:
+        return sign(*args)
+    except SpecError as exc:
+        raise TraderError(_snake(type(exc).__name__), str(exc), "client") from exc
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -105,27 +114,43 @@ class KeyStore:
         path = self.path(name)
         if path.exists() and not overwrite:
             raise TraderError("key_exists", f"a key named {name!r} exists ({path})")
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         address = "0x" + address_of_private_key(key).hex()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"name": name, "address": address, "private_key": "0x" + key.hex()}, f)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"name": name, "address": address, "private_key": "0x" + key.hex()}, f)
+        except OSError as exc:
+            raise TraderError("key_store", f"cannot write {path}: {exc.strerror or exc}") from exc
         return {"name": name, "address": address, "path": str(path)}
 
     def load(self, name: str) -> bytes:
         path = self.path(name)
         if not path.exists():
             raise TraderError("unknown_key", f"no key named {name!r} in {self.home} (rampart-trader keys create)")
-        return parse_key(json.loads(path.read_text())["private_key"])
+        return parse_key(self._read(path)["private_key"])
 
     def list(self) -> list[dict[str, str]]:
-        if not self.home.exists():
+        if not self.home.is_dir():
             return []
         out = []
         for path in sorted(self.home.glob("*.json")):
-            doc = json.loads(path.read_text())
+            doc = self._read(path)
             out.append({"name": doc["name"], "address": doc["address"], "path": str(path)})
         return out
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, str]:
+        """A key file's fields, or a refusal naming the file."""
+        try:
+            doc = json.loads(path.read_text())
+            fields = {k: str(doc[k]) for k in ("name", "address", "private_key")}
+        except OSError as exc:
+            raise TraderError("bad_key_file", f"{path} cannot be read: {exc.strerror or exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TraderError("bad_key_file", f"{path} is not a key file of rampart-trader "
+                                              "(JSON with name, address and private_key)") from exc
+        return fields
 
 
 # --- amounts -----------------------------------------------------------------------------------
@@ -243,7 +268,7 @@ class Trader:
         nonce = time.time_ns() // 1_000 if nonce is None else nonce
         order = Order(self.address, m.market_id, is_buy, price, lots, time_in_force, reduce_only, expiry,  # type: ignore[arg-type]
                       nonce, client_id)
-        signed = eip712.sign_order(self.genesis.preset, order, self.key)
+        signed = _signed(eip712.sign_order, self.genesis.preset, order, self.key)
         wire = {"account": self.account, "market": m.market_id, "isBuy": is_buy, "price": price, "lots": lots,
                 "tif": time_in_force.name, "reduceOnly": reduce_only, "expiry": expiry, "nonce": nonce,
                 "clientId": client_id, "signature": "0x" + signed.signature.hex()}
@@ -270,7 +295,7 @@ class Trader:
     def cancel_all(self, nonce_floor: int | None = None) -> dict[str, Any]:
         """Raise the nonce floor (default: the clock in microseconds): every order below it is dead."""
         floor = time.time_ns() // 1_000 if nonce_floor is None else nonce_floor
-        c = eip712.sign_cancel_all(self.genesis.preset, self.key, floor)
+        c = _signed(eip712.sign_cancel_all, self.genesis.preset, self.key, floor)
         return dict(self._seq("POST", "/v1/orders/cancel-all",
                               json={"account": self.account, "nonceFloor": floor, "signature": "0x" + c.signature.hex()}))
 
@@ -316,7 +341,7 @@ class Trader:
         """A signed rollup withdrawal (nonce: the account's next, read from /margin)."""
         if nonce is None:
             nonce = int(self.margin()["withdrawNonce"])
-        w = eip712.sign_withdraw(self.genesis.preset, self.key, amount, nonce)
+        w = _signed(eip712.sign_withdraw, self.genesis.preset, self.key, amount, nonce)
         return dict(self._seq("POST", "/v1/withdrawals", json={"account": self.account, "amount": amount,
                                                                 "nonce": nonce, "signature": "0x" + w.signature.hex()}))
 

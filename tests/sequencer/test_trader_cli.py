@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trader_net import BTC, PRICE, USDC, Net, db_fixture, net_fixture, wait_for  # noqa: F401  (fixtures)
+from trader_net import BTC, PRICE, USDC, Net, db_fixture, free_port, net_fixture, wait_for  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 from contracts_spec.types import SetMarketParams
@@ -108,6 +108,10 @@ def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
     cli.refused("unknown_market", "place", "DOGE", "buy", "1", "1", key="alice")
     cli.refused("insufficient_margin", "withdraw", "6000", key="alice")
     cli.refused("insufficient_balance", "deposit", "1000000", key="alice")
+    # a field the spec cannot sign is refused here, before anything is sent (it was a traceback)
+    cli.refused("invalid_amount", "place", "BTC-USD", "buy", "0.01", "60000", "--expiry", "-1", key="alice")
+    cli.refused("invalid_amount", "withdraw", "1e30", key="alice")
+    cli.refused("invalid_amount", "cancel-all", "--floor", "-1", key="alice")
 
     # withdraw, let the batch become final, claim on the base layer
     assert cli.ok("withdraw", "100", key="bob")["amount"] == 100 * USDC
@@ -146,3 +150,53 @@ def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", "deposit", "5"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "insufficient_balance"
+
+
+# --- what a user can get wrong: no network needed ------------------------------------------------------
+
+
+def test_a_service_that_does_not_answer_is_one_line_naming_its_url(tmp_path: Path) -> None:
+    l1, seq = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"  # nothing answers there
+    env = {"RAMPART_L1_URL": l1, "RAMPART_SEQUENCER_URL": seq, "RAMPART_TRADER_HOME": str(tmp_path),
+           "RAMPART_TRADER_KEY": "0x" + Keys()["carol"].hex()}
+    runner = CliRunner()
+    result = runner.invoke(app, ["balances"], env=env)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error unreachable (l1): the base layer at {l1} does not answer (GET /accounts/")
+    result = runner.invoke(app, ["--json", "markets"], env=env)
+    error = json.loads(result.stdout)["error"]
+    assert result.exit_code == 1 and error["code"] == "unreachable" and error["source"] == "sequencer"
+    assert error["message"] == (f"the sequencer at {seq} does not answer "
+                                "(GET /v1/markets: ConnectError('[Errno 111] Connection refused'))")
+    # the console program itself: the same line, no traceback
+    done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "positions"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error unreachable (sequencer): the sequencer at {seq} does not answer (")
+
+
+def test_a_bad_global_option_is_one_line_naming_it_and_exit_2(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    runner = CliRunner()
+    result = runner.invoke(app, ["--sequencer", "localhost:8000", "--home", str(a_file), "keys", "create", "x"],
+                           env={"RAMPART_L1_URL": "ftp://l1"})
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        "error RAMPART_L1_URL: not an http(s) URL such as http://127.0.0.1:8000, got 'ftp://l1'",
+        "error --sequencer: not an http(s) URL such as http://127.0.0.1:8000, got 'localhost:8000'",
+        f"error --home: not a directory, got '{a_file}'",
+    ]
+    assert a_file.read_text() == ""  # nothing was written
+    result = runner.invoke(app, ["keys", "list"], env={"RAMPART_TRADER_HOME": str(a_file)})
+    assert result.exit_code == 2 and result.stderr == f"error RAMPART_TRADER_HOME: not a directory, got '{a_file}'\n"
+
+
+def test_a_key_file_that_is_not_one_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text("{not json")
+    runner = CliRunner()
+    env = {"RAMPART_TRADER_HOME": str(tmp_path)}
+    for args in (["--key", "broken", "balances"], ["keys", "list"]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 1 and result.stderr == (
+            f"refused bad_key_file (client): {tmp_path / 'broken.json'} is not a key file of rampart-trader "
+            "(JSON with name, address and private_key)\n"), result.stderr
