@@ -1,5 +1,9 @@
 """`rampart-harness`: the fault matrix, the local network (./start), and the players the harness
 runs as their own processes (the sequencer's stand-in defender, a dishonest challenger).
+
+What a user can fix is one line and a non-zero exit, never a traceback: a --workdir that cannot be
+made or a --postgres (RAMPART_DB) that is no database URL exits 2; a database that does not
+answer, a service of the network that exits or does not answer while it starts, exits 1.
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from harness.procs import ServiceExited
+from l1_mock.cli_common import BAD_SETTINGS, database_url, first_line, l1_unreachable, shown_url
+from l1_mock.client import L1Error
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Rampart's challenge-game harness: a local network with an injected fault, and the matrix.")
@@ -24,11 +35,73 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _fail(line: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def _workdir(given: Path | None, prefix: str) -> Path:
     if given is not None:
-        given.mkdir(parents=True, exist_ok=True)
+        try:
+            given.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(f"--workdir {given}: {exc.strerror or exc}", BAD_SETTINGS)
         return given
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def _postgres(given: str | None) -> str | None:
+    """The PostgreSQL URL of --postgres, else RAMPART_DB, else None (SQLite): a URL, and a
+    database that answers, before any service is started on it."""
+    url = given or os.environ.get("RAMPART_DB") or None
+    if url is None:
+        return None
+    name = "--postgres" if given else "RAMPART_DB"
+    try:
+        database_url(url)
+    except ValueError as exc:
+        _fail(f"{name}: {exc}", BAD_SETTINGS)
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ImportError) as exc:
+        _fail(f"the database at {shown_url(url)} ({name}) does not answer: {first_line(exc)}", 1)
+    return url
+
+
+@contextmanager
+def _reported(work: Path) -> Iterator[None]:
+    """A network that does not come up (or goes away) as one line naming what and its log."""
+    try:
+        yield
+    except ServiceExited as exc:
+        _fail(f"the {exc.name} exited: {exc.last_line} (its log: {exc.log})", 1)
+    except TimeoutError as exc:
+        _fail(f"{first_line(exc)} (logs in {work})", 1)
+    except L1Error as exc:
+        reason = l1_unreachable(exc)
+        if reason is None:
+            raise
+        _fail(f"the base layer stopped answering ({reason}); logs in {work}", 1)
+
+
+@contextmanager
+def _base_layer(url: str) -> Iterator[None]:
+    """A player's base layer that does not answer, as one line naming it."""
+    try:
+        yield
+    except L1Error as exc:
+        reason = l1_unreachable(exc)
+        if reason is None:
+            raise
+        _fail(f"the base layer at {url} does not answer ({reason})", 1)
 
 
 @app.command()
@@ -45,32 +118,34 @@ def matrix(
     from harness.report import game_picture, table
     from harness.scenarios import SCENARIOS, run_scenario
 
-    work = _workdir(workdir, "rampart-matrix-")
     chosen = [s for s in SCENARIOS if not only or any(o.lower() in s.name.lower() for o in only)]
     if not chosen:
         err.print(f"no scenario matches {only}")
         raise typer.Exit(2)
+    work = _workdir(workdir, "rampart-matrix-")
+    database = _postgres(postgres)
     started = time.monotonic()
     results = []
-    net = Network(Options(work, postgres=postgres or os.environ.get("RAMPART_DB"), faults=True, batch_interval=0.5))
+    net = Network(Options(work, postgres=database, faults=True, batch_interval=0.5))
     _stop_on_signals()
-    try:
-        net.start()
-        lab = Lab(net, liar=any(s.name.startswith(("dishonest", "honest and")) for s in chosen))
+    with _reported(work):
         try:
-            for s in chosen:
-                if not as_json:
-                    err.print(f"[bold]{s.name}[/] …")
-                r = run_scenario(lab, s)
-                results.append(r)
-                if not as_json:
-                    err.print(f"  {'[green]ok[/]' if r.ok else '[red]FAIL[/]'} winner {r.winner}, detected by "
-                              f"{r.detected_by}, {r.moves} moves, {r.seconds} s {r.error or ''}")
-            shown = _picture(lab, results, picture or work / "game.html", game_picture)
+            net.start()
+            lab = Lab(net, liar=any(s.name.startswith(("dishonest", "honest and")) for s in chosen))
+            try:
+                for s in chosen:
+                    if not as_json:
+                        err.print(f"[bold]{s.name}[/] …")
+                    r = run_scenario(lab, s)
+                    results.append(r)
+                    if not as_json:
+                        err.print(f"  {'[green]ok[/]' if r.ok else '[red]FAIL[/]'} winner {r.winner}, detected by "
+                                  f"{r.detected_by}, {r.moves} moves, {r.seconds} s {r.error or ''}")
+                shown = _picture(lab, results, picture or work / "game.html", game_picture)
+            finally:
+                lab.close()
         finally:
-            lab.close()
-    finally:
-        net.stop()
+            net.stop()
     total = round(time.monotonic() - started, 1)
     full = work / "matrix-full.json"
     full.write_text(json.dumps({"seconds": total, "scenarios": [r.full() for r in results]}, indent=2, default=str))
@@ -128,7 +203,11 @@ def up(
     """The local network (./start): base layer, oracle feeder, sequencer, two verifiers, a demo."""
     from harness.demo import run
 
-    raise typer.Exit(run(postgres or os.environ.get("RAMPART_DB") or None, exit_after_demo, workdir))
+    database = _postgres(postgres)
+    work = _workdir(workdir, "rampart-local-")
+    with _reported(work):
+        code = run(database, exit_after_demo, work)
+    raise typer.Exit(code)
 
 
 @app.command(hidden=True)
@@ -144,11 +223,12 @@ def defend(
 
     _logging()
     stop = _stop_on_signals()
-    side = StandIn(l1, db, db_schema, fault_log, lies_only, Path(tempfile.gettempdir()))
-    try:
-        side.run(stop.is_set)
-    finally:
-        side.close()
+    with _base_layer(l1):
+        side = StandIn(l1, db, db_schema, fault_log, lies_only, Path(tempfile.gettempdir()))
+        try:
+            side.run(stop.is_set)
+        finally:
+            side.close()
 
 
 @app.command(hidden=True)
@@ -165,11 +245,12 @@ def liar(
 
     _logging()
     stop = _stop_on_signals()
-    side = Liar(l1, bytes.fromhex(key.removeprefix("0x")), db, db_schema, workdir or Path(tempfile.gettempdir()))
-    try:
-        side.serve(commands, stop.is_set)
-    finally:
-        side.close()
+    with _base_layer(l1):
+        side = Liar(l1, bytes.fromhex(key.removeprefix("0x")), db, db_schema, workdir or Path(tempfile.gettempdir()))
+        try:
+            side.serve(commands, stop.is_set)
+        finally:
+            side.close()
 
 
 def _logging() -> None:

@@ -169,8 +169,7 @@ class Network:
         mark = len(proc.tail(10**9))
         proc.start()
         wait_for(lambda: "following" in proc.tail(10**9)[mark:] or _exited(proc), f"{name} to start")
-        if not proc.alive():
-            raise RuntimeError(f"{name} exited: {proc.tail()}")
+        proc.check_alive()
         return proc
 
     def start_defender(self) -> Proc:
@@ -182,8 +181,7 @@ class Network:
         self.procs["defender"] = proc
         proc.start()
         wait_for(lambda: "defender ready" in proc.tail(10**9) or _exited(proc), "the defender to start")
-        if not proc.alive():
-            raise RuntimeError(f"the defender exited: {proc.tail()}")
+        proc.check_alive()
         return proc
 
     def start_feeder(self, prices: dict[int, int], seed: int = 1) -> Proc:

@@ -23,8 +23,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ServiceExited(RuntimeError):
+    """A service's process ended while it was waited for: no use waiting longer."""
+
+    def __init__(self, name: str, log: Path, tail: str) -> None:
+        super().__init__(f"{name} exited: {tail}")
+        self.name, self.log, self.tail = name, log, tail
+
+    @property
+    def last_line(self) -> str:
+        """What the service said last (its error, when it refused to start)."""
+        lines = [line.strip() for line in self.tail.splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
+
 def wait_for(predicate: Callable[[], Any], what: str, bound: float = 60.0, poll: float = 0.05) -> Any:
-    """Poll until `predicate()` is truthy (bounded); exceptions count as not yet."""
+    """Poll until `predicate()` is truthy (bounded); exceptions count as not yet, except a
+    service that exited (ServiceExited), which is raised at once."""
     deadline = time.monotonic() + bound
     last: BaseException | None = None
     while True:
@@ -32,6 +47,8 @@ def wait_for(predicate: Callable[[], Any], what: str, bound: float = 60.0, poll:
             value = predicate()
             if value:
                 return value
+        except ServiceExited:
+            raise
         except Exception as exc:  # not ready yet
             last = exc
         if time.monotonic() > deadline:
@@ -70,15 +87,16 @@ class Proc:
             url = self.ready_url
 
             def ready() -> bool:
-                if not self.alive():
-                    raise RuntimeError(f"{self.name} exited: {self.tail()}")
+                self.check_alive()
                 return httpx.get(url, timeout=2).status_code < 500
 
-            try:
-                wait_for(ready, f"{self.name} at {url}", bound)
-            except RuntimeError as exc:
-                raise RuntimeError(str(exc)) from None
+            wait_for(ready, f"{self.name} at {url}", bound)
         return self
+
+    def check_alive(self) -> None:
+        """ServiceExited (with the end of its log) if the process is not running."""
+        if not self.alive():
+            raise ServiceExited(self.name, self.log, self.tail())
 
     def tail(self, chars: int = 3000) -> str:
         try:

@@ -230,8 +230,7 @@ def liar_result(proc: Proc, batch_id: int, bound: float = 180.0) -> dict:
         for line in proc.tail(10**7).splitlines():
             if line.startswith('{"game_id"') and json.loads(line)["batch_id"] == batch_id:
                 return dict(json.loads(line))
-        if not proc.alive():
-            raise RuntimeError(f"the liar exited: {proc.tail()}")
+        proc.check_alive()  # a liar that exited is said at once, not after the bound
         return None
 
     found: dict = wait_for(done, "the dishonest challenger's game", bound, poll=0.2)
