@@ -152,6 +152,8 @@ def create_app(node: Any) -> FastLane:
                 "journalFailed": core.failed is not None,
                 "rollingBack": node.batcher.rollback_to is not None, "rollbacks": len(core.rollbacks),
                 "lostBatches": len(core.lost_batches), "busted": len(core.busted),
+                "l1Up": node.follower.l1_up, "l1AwaySeconds": node.follower.l1_away_seconds(),
+                "l1FailedPolls": node.follower.l1_away_polls,
                 "defending": defender is not None,
                 "games": dict(defender.results) if defender is not None else {}}
 

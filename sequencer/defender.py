@@ -17,7 +17,7 @@ from contracts_spec import codec, eip712
 from contracts_spec.dispute import Seat
 from contracts_spec.stf import Env
 from contracts_spec.types import Address, Hash32
-from l1_mock.client import GameInfo, L1Client
+from l1_mock.client import GameInfo, L1Client, L1Error
 from sequencer.batcher import Batcher
 from verifier.player import Outcome, Played, Player, Result, fetch_batch
 from verifier.trace import Trace, TraceMismatch
@@ -123,7 +123,13 @@ class Defender:
             played: list[Played] = []
             try:
                 played = self.player.tick()
-            except Exception:  # the base layer away, a database hiccup: next tick
+            except L1Error as exc:
+                self.errors += 1
+                if exc.code in ("unreachable", "http_error"):  # the base layer away: the follower says so once
+                    log.debug("defender tick: %s", exc)
+                else:
+                    log.exception("defender tick failed")
+            except Exception:  # a database hiccup: next tick
                 self.errors += 1
                 log.exception("defender tick failed")
             if not played:

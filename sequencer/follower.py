@@ -46,6 +46,12 @@ class Follower:
         self.last_tick = core.now
         self.wake = asyncio.Event()
         self.errors = 0
+        # The base layer's reachability as the follower's polls last found it: an outage is said
+        # once when it starts (with the error) and once when it ends (with how long it lasted)
+        self.l1_up = True
+        self.l1_away_since: float | None = None  # time.monotonic() of the first failed poll
+        self.l1_away_polls = 0
+        self.l1_last_error: str | None = None
 
     # --- following ---------------------------------------------------------------------------------
 
@@ -142,19 +148,59 @@ class Follower:
         batches = self.core.batches
         return b.index < len(batches) and batches[b.index] is b
 
+    def l1_away(self, exc: L1Error) -> None:
+        """A poll found the base layer not answering: said once per outage, then only counted."""
+        self.l1_away_polls += 1
+        self.l1_last_error = " ".join(str(exc).split())[:300]  # an http_error's body may be a whole page
+        if self.metrics is not None:
+            self.metrics.l1_up.set(0)
+        if not self.l1_up:
+            log.debug("base layer still away: %s", exc)
+            return
+        self.l1_up = False
+        self.l1_away_since = time.monotonic()
+        log.warning("base layer at %s stopped answering: %s", self._l1_url(), self.l1_last_error)
+
+    def l1_back(self) -> None:
+        """A poll reached the base layer: the end of an outage is said once, with its length."""
+        if self.metrics is not None:
+            self.metrics.l1_up.set(1)
+        if self.l1_up:
+            return
+        away = time.monotonic() - (self.l1_away_since or time.monotonic())
+        log.warning("base layer at %s answers again after %.1f s away (%d polls failed; last: %s)", self._l1_url(),
+                    away, self.l1_away_polls, self.l1_last_error)
+        self.l1_up = True
+        self.l1_away_since = None
+        self.l1_away_polls = 0
+
+    def l1_away_seconds(self) -> float | None:
+        """How long the base layer has not answered, None while it answers."""
+        return None if self.l1_away_since is None else time.monotonic() - self.l1_away_since
+
+    def _l1_url(self) -> str:
+        http = getattr(self.client, "http", None)
+        return str(http.base_url).rstrip("/") if http is not None else "?"
+
     async def follow(self) -> None:
         while True:
             try:
                 await self.follow_once()
-                self.errors = 0
             except L1Error as exc:
                 self.errors += 1
-                log.warning("base layer: %s", exc)
+                if exc.code in _TRANSIENT:
+                    self.l1_away(exc)
+                else:  # it answered, with a refusal: no outage, but a step that did not happen
+                    self.l1_back()
+                    log.warning("base layer: %s", exc)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.errors += 1
                 log.exception("follower step failed")
+            else:
+                self.errors = 0
+                self.l1_back()
             await asyncio.sleep(self.settings.follow_interval)
 
     # --- batching ----------------------------------------------------------------------------------
@@ -372,6 +418,11 @@ class Follower:
                         break
             except asyncio.CancelledError:
                 raise
+            except L1Error as exc:
+                if exc.code not in _TRANSIENT:
+                    log.exception("batch step failed")
+                else:  # the base layer away: the follower says so once; the batch is retried
+                    log.debug("batch step: %s", exc)
             except Exception:
                 log.exception("batch step failed")
 

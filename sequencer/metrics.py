@@ -22,6 +22,9 @@ class Metrics:
         self.build_latency = Histogram("rampart_batch_build_seconds", "Time to execute and encode a batch",
                                        registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
         self.batches = Gauge("rampart_batches", "Batches by status", ["status"], registry=r)
+        self.l1_up = Gauge("rampart_l1_up", "1 while the follower's polls reach the base layer, 0 while it is away",
+                           registry=r)
+        self.l1_up.set(1)
         self.games = Gauge("rampart_games", "Dispute games against our batches, by state", ["state"], registry=r)
         self.journal_commits = Gauge("rampart_journal_commits", "Journal commits so far", registry=r)
         self.journal_records = Gauge("rampart_journal_records", "Journal records committed so far", registry=r)

@@ -146,7 +146,10 @@ class Node:
             await asyncio.to_thread(self.stake)
             await self.follower.follow_once()
         except L1Error as exc:
-            log.warning("base layer not ready at start: %s", exc)
+            if exc.code in ("unreachable", "http_error"):
+                self.follower.l1_away(exc)  # said once; its follow loop says when it answers again
+            else:
+                log.warning("base layer not ready at start: %s", exc)
         self.core.attach(loop)
         self.journal.start()
         self.hub.reset_books()
