@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts_spec import eip712
-from sequencer.errors import ApiError, malformed, too_large
+from sequencer.errors import ApiError, invalid_request, malformed, too_large
 from sequencer.fastlane import FastLane, Handler, loads
 from sequencer.intake import parse_address, parse_hex
 from sequencer.service import parse_stp
@@ -114,7 +114,8 @@ def create_app(node: Any) -> FastLane:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(malformed(str(exc.errors())).body(), status_code=400)
+        body, status = invalid_request(exc.errors())  # the one error shape, naming each parameter
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

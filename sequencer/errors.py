@@ -6,6 +6,9 @@ Engine rejects map to 422 with the engine's reason as the code, in lower case.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from sequencer.engine import Reject
 
 
@@ -25,6 +28,26 @@ class ApiError(Exception):
 
 def malformed(message: str) -> ApiError:
     return ApiError("malformed", message, 400)
+
+
+_WHERE = {"query": "query parameter", "path": "path parameter", "header": "header", "cookie": "cookie",
+          "body": "body field"}
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
+    """FastAPI's request-validation errors (a pydantic error list) as the API's one error shape:
+    code `malformed`, HTTP 400, a message naming each bad parameter and `params` listing them."""
+    names: list[str] = []
+    parts: list[str] = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        where, name = (loc[0], ".".join(loc[1:])) if len(loc) > 1 else ("request", ".".join(loc) or "?")
+        got = e.get("input")
+        shown = f", got {str(got)[:60]!r}" if isinstance(got, str | int | float) and e.get("type") != "missing" else ""
+        parts.append(f"{_WHERE.get(where, where)} {name}: {e.get('msg', 'invalid')}{shown}")
+        names.append(name)
+    body = {"error": {"code": "malformed", "message": "; ".join(parts) or "invalid request", "params": names}}
+    return body, 400
 
 
 def bad_signature(message: str) -> ApiError:

@@ -152,6 +152,19 @@ def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
     assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "insufficient_balance"
 
 
+def test_a_bad_query_parameter_is_one_clean_line_naming_it(net: Net, tmp_path: Path) -> None:
+    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_SEQUENCER_URL": net.seq_url,
+           "RAMPART_TRADER_HOME": str(tmp_path), "RAMPART_TRADER_KEY": "0x" + Keys()["carol"].hex()}
+    done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "book", "BTC", "--depth", "-5"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == (
+        "refused malformed (sequencer): query parameter depth: Input should be greater than or equal to 1, "
+        "got '-5'\n")
+    done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", "book", "BTC", "--depth", "-5"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "malformed"
+
+
 # --- what a user can get wrong: no network needed ------------------------------------------------------
 
 

@@ -107,6 +107,33 @@ def test_refusals_change_nothing(market: Net, trader: Any) -> None:
     assert 'rampart_rejects_total{reason="wrong_signer"}' in metrics
 
 
+def test_bad_query_and_path_parameters_are_the_api_error_naming_the_parameter(net: Net) -> None:
+    """Request validation (FastAPI's) answers like every other refusal: 400, code `malformed`, a
+    message naming the parameter and what it got, `params` listing them; never pydantic's raw list."""
+    alice = f"0x{net.keys.addr('alice').hex()}"
+    cases = [
+        ("/v1/markets/BTC-USD/book?depth=-5", ["depth"],
+         "query parameter depth: Input should be greater than or equal to 1, got '-5'"),
+        ("/v1/markets/0/book?depth=many", ["depth"],
+         "query parameter depth: Input should be a valid integer, unable to parse string as an integer, got 'many'"),
+        ("/v1/markets/0/trades?limit=5000", ["limit"],
+         "query parameter limit: Input should be less than or equal to 1000, got '5000'"),
+        ("/v1/markets/0/funding?limit=0", ["limit"],
+         "query parameter limit: Input should be greater than or equal to 1, got '0'"),
+        ("/v1/batches/first", ["index"],
+         "path parameter index: Input should be a valid integer, unable to parse string as an integer, got 'first'"),
+        ("/v1/batches?after=-1&limit=0", ["after", "limit"],
+         "query parameter after: Input should be greater than or equal to 0, got '-1'; "
+         "query parameter limit: Input should be greater than or equal to 1, got '0'"),
+        (f"/v1/accounts/{alice}/fills?limit=-5", ["limit"],
+         "query parameter limit: Input should be greater than or equal to 1, got '-5'"),
+    ]
+    for path, params, message in cases:
+        r = net.http.get(path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json() == {"error": {"code": "malformed", "message": message, "params": params}}, path
+
+
 def test_batch_endpoint_answers_each_order(market: Net, trader: Any) -> None:
     net, alice, bob = market, trader("alice"), trader("bob")
     orders = [alice.order(True, PRICE - i, 1) for i in range(5)]
