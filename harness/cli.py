@@ -26,7 +26,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.procs import ServiceExited
-from l1_mock.cli_common import BAD_SETTINGS, database_url, first_line, l1_unreachable, shown_url
+from l1_mock.cli_common import (
+    BAD_SETTINGS,
+    database_url,
+    first_line,
+    l1_unreachable,
+    quiet_broken_pipe,
+    shown_url,
+)
 from l1_mock.client import L1Error
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -274,6 +281,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+@quiet_broken_pipe
 def main() -> None:
     app()
 

@@ -15,7 +15,15 @@ from typing import Any, NoReturn
 from contracts_spec.errors import BadGenesis
 from contracts_spec.params import genesis_from_json
 from contracts_spec.types import Genesis
-from l1_mock.cli_common import BAD_SETTINGS, first_line, flag_names, load_settings, named_by, shown_url
+from l1_mock.cli_common import (
+    BAD_SETTINGS,
+    first_line,
+    flag_names,
+    load_settings,
+    named_by,
+    quiet_broken_pipe,
+    shown_url,
+)
 from l1_mock.errors import ChainError
 from l1_mock.settings import Settings
 
@@ -68,6 +76,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, Callable[[str], str]]:
     return load_settings(lambda: Settings(**overrides), name, say, hidden=("db",)), name
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError

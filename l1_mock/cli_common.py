@@ -1,7 +1,8 @@
 """What Rampart's command-line programs share, so each says the same thing the same way: a bad
 setting is one line per setting naming its flag or variable and exit code 2, never a traceback;
 a service that waits for another (started after it, or restarting) says so once and stops on
-SIGINT or SIGTERM meanwhile; a database URL is shown without its password.
+SIGINT or SIGTERM meanwhile; a database URL is shown without its password; a stdout closed early
+(`rampart-demo | head -1`) ends the program quietly with exit code 141.
 
 It lives here because every program (rampart-l1, -sequencer, -oracle, -verifier, -trader,
 -harness) already depends on this package, the base layer's client among it.
@@ -10,11 +11,15 @@ It lives here because every program (rampart-l1, -sequencer, -oracle, -verifier,
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import select
 import signal
+import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError
@@ -22,8 +27,10 @@ from pydantic import AfterValidator, Field, ValidationError
 from l1_mock.client import L1Error
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 BAD_SETTINGS = 2  # the exit code of a refused setting (and of other configuration errors)
+STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
 # --- values every program checks alike ---------------------------------------------------------------
@@ -161,3 +168,89 @@ def wait_until_up(attempt: Callable[[], T], down: Callable[[Exception], str | No
                 waiting = True
         if stop.wait(pause):
             return None
+
+
+# --- a reader that went away ----------------------------------------------------------------------------
+
+
+def quiet_broken_pipe(main: Callable[P, T]) -> Callable[P, T]:
+    """A console entry point that ends quietly when its stdout is closed early (`| head -1`):
+    exit code STDOUT_CLOSED, no traceback and no "Exception ignored" at exit (stdout is pointed at
+    /dev/null, the recipe of Python's signal docs). A BrokenPipeError from anything but stdout
+    (a socket, a worker's pipe) is not hidden. Click/typer and rich catch it themselves and exit 1
+    (click marks stdout with its flush wrapper, rich points it at /dev/null): that exit is turned
+    into the same code."""
+
+    @functools.wraps(main)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        before = _stdout_identity()
+        try:
+            result = main(*args, **kwargs)
+            sys.stdout.flush()  # what is still buffered fails here, not at the interpreter's exit
+            return result
+        except BrokenPipeError:
+            if not _stdout_broken():
+                raise
+        except SystemExit as exc:
+            if not (exc.code == 1 and _closed_by_a_library(before)) and _flushed():
+                raise
+        _silence_stdout()
+        raise SystemExit(STDOUT_CLOSED) from None
+
+    return run
+
+
+def _stdout_identity() -> tuple[int, int] | None:
+    try:
+        st = os.fstat(_stdout_fd())
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stdout_fd() -> int:
+    return sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+
+
+def _closed_by_a_library(before: tuple[int, int] | None) -> bool:
+    """Whether click (its flush wrapper on sys.stdout) or rich (stdout's descriptor moved from
+    what it was to /dev/null) ended the program over a closed stdout."""
+    if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
+        return True
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    now = _stdout_identity()
+    return now != before and now == (null.st_dev, null.st_ino)
+
+
+def _flushed() -> bool:
+    """Flush stdout: False if its reader is gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return not _stdout_broken()
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout is a pipe whose reader is gone (then writing it fails with EPIPE)."""
+    try:
+        poll = select.poll()
+        poll.register(_stdout_fd(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no stdout: assume it is
+        return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has somewhere to go."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, _stdout_fd())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

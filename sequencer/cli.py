@@ -26,6 +26,7 @@ from l1_mock.cli_common import (
     l1_unreachable,
     load_settings,
     named_by,
+    quiet_broken_pipe,
     shown_url,
     stopped_by_signals,
     wait_until_up,
@@ -108,6 +109,7 @@ def base_layer_genesis(settings: Settings) -> Genesis | None:
         client.close()
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError

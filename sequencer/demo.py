@@ -15,6 +15,7 @@ from contracts_spec.merkle import list_root
 from contracts_spec.state import State
 from contracts_spec.stf import holdings
 from contracts_spec.types import FEE_ACCOUNT, INSURANCE_FUND
+from l1_mock.cli_common import quiet_broken_pipe
 from sequencer.scenario import BatchBuilder, Keys, dev_genesis
 
 USDC = 1_000_000  # atoms per USDC
@@ -24,6 +25,7 @@ def usd(atoms: int) -> str:
     return f"{atoms / USDC:>14,.2f}"
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     # It takes no option (and talks to no service): --help says what it does, anything else is refused
     argparse.ArgumentParser(prog="rampart-demo", description=(__doc__ or "").split("\n\n")[0]).parse_args(argv)

@@ -36,6 +36,7 @@ from l1_mock.cli_common import (
     flag_names,
     load_settings,
     named_by,
+    quiet_broken_pipe,
     stopped_by_signals,
     wait_until_up,
 )
@@ -239,6 +240,7 @@ def check_chain(feeder: Feeder, domain: dict[str, Any], preset_name: str) -> Non
              f"chain {chain} (rollup {contract})")
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> None:
     settings = parse(argv)
     try:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape as plain
 from rich.table import Table
 
-from l1_mock.cli_common import HttpUrl, load_settings
+from l1_mock.cli_common import HttpUrl, load_settings, quiet_broken_pipe
 from sequencer.trader_client import (
     DEFAULT_L1,
     DEFAULT_SEQUENCER,
@@ -371,6 +371,7 @@ def deposits(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     run(ctx, as_json, lambda o: _with(o, lambda t: t.deposits()), show)
 
 
+@quiet_broken_pipe
 def main() -> None:
     try:
         app()

@@ -24,7 +24,13 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from l1_mock.cli_common import l1_unreachable, load_settings, stopped_by_signals, wait_until_up
+from l1_mock.cli_common import (
+    l1_unreachable,
+    load_settings,
+    quiet_broken_pipe,
+    stopped_by_signals,
+    wait_until_up,
+)
 from l1_mock.client import L1Client, L1Error
 from verifier import keys as keyfile
 from verifier import views
@@ -496,6 +502,7 @@ def keys_show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print(f"0x{address.hex()}  ({settings.key_file})")
 
 
+@quiet_broken_pipe
 def main() -> None:
     app()
 
