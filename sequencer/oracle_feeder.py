@@ -9,6 +9,13 @@ the sequencer's clock (GET /v1/time, the base layer's time) unless --clock wall.
 A bad flag, an unreadable prices file or a sequencer on another chain than --preset is one line
 and exit code 2. A sequencer that does not answer yet is waited for (said once; SIGINT or SIGTERM
 end the wait, and the feeder between steps); one that stops answering is said once per outage.
+
+The sequencer answers each report on its own (accepted, or refused with a code: a key that is no
+registered signer, a time after its clock, ...). A step is accepted when none of its reports was
+refused (a signer's report that arrives once the quorum already set that price is not a refusal);
+stdout gets one JSON line per step with the prices accepted (and `refused`: market -> code, if any);
+each refusal reason is said once on stderr, and the end is a summary of steps and reports accepted
+and refused. Exit code 0 when every step was accepted, 1 when any was refused.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -115,18 +124,108 @@ class Feeder:
         r.raise_for_status()
         return int(r.json()["time"])
 
-    def post(self, prices: dict[int, int]) -> dict[str, Any] | None:
-        """Post one step at the current time; None if the clock has not moved since the last one."""
+    def post(self, prices: dict[int, int]) -> Step | None:
+        """Post one step at the current time and read the sequencer's answer to each report; None
+        if the clock has not moved since the last one."""
         t = self.now()
         if t <= self.last_time:
             return None
-        r = self.http.post("/v1/oracle/reports", json={"reports": sign_reports(self.preset, self.keys, prices, t)})
+        reports = sign_reports(self.preset, self.keys, prices, t)
+        r = self.http.post("/v1/oracle/reports", json={"reports": reports})
         r.raise_for_status()
         self.last_time = t
-        return dict(r.json())
+        return read_results(t, prices, reports, r.json())
 
     def close(self) -> None:
         self.http.close()
+
+
+@dataclass
+class Step:
+    """The sequencer's answer to one step's reports."""
+
+    time: int
+    prices: dict[int, int]
+    accepted: int = 0  # reports accepted (gathered towards the quorum, or forming the price)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)  # (market, code, message)
+    priced: set[int] = field(default_factory=set)  # markets whose price this step set
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    def line(self) -> dict[str, Any]:
+        """The step's stdout line: the prices accepted, and the refused markets with their codes."""
+        bad = {m: code for m, code, _ in self.refused}
+        out: dict[str, Any] = {"time": self.time, "prices": {m: p for m, p in self.prices.items() if m not in bad}}
+        if bad:
+            out["refused"] = bad
+        return out
+
+
+def read_results(t: int, prices: dict[int, int], reports: list[dict[str, Any]], answer: Any) -> Step:
+    """Each report's result in the 200 answer of POST /v1/oracle/reports, in the order sent. A
+    stale_report for a price this very request set is a surplus signer's, not a refusal."""
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list) or len(results) != len(reports):
+        raise ValueError(f"the answer holds no result per report: {str(answer)[:200]}")
+    step = Step(t, prices)
+    for report, result in zip(reports, results, strict=True):
+        market = int(report["market"])
+        if isinstance(result, dict) and result.get("status") == "ok":
+            step.accepted += 1
+            if result.get("applied"):
+                step.priced.add(market)
+        elif isinstance(result, dict) and result.get("code") == "stale_report" and market in step.priced:
+            step.accepted += 1
+        else:
+            code = str(result.get("code", "refused")) if isinstance(result, dict) else "refused"
+            message = str(result.get("message", "")) if isinstance(result, dict) else str(result)
+            step.refused.append((market, code, message))
+    return step
+
+
+@dataclass
+class Tally:
+    """What the feeder posted and what the sequencer did with it: the final summary."""
+
+    steps_ok: int = 0
+    steps_refused: int = 0
+    reports_ok: int = 0
+    reports_refused: Counter[str] = field(default_factory=Counter)
+    said: set[str] = field(default_factory=set)
+
+    @property
+    def posted(self) -> int:
+        return self.steps_ok + self.steps_refused
+
+    def add(self, step: Step, url: str) -> None:
+        if step.ok:
+            self.steps_ok += 1
+        else:
+            self.steps_refused += 1
+        self.reports_ok += step.accepted
+        for market, code, message in step.refused:
+            self.reports_refused[code] += 1
+            self.once(code, f"the sequencer at {url} refuses reports: {code}: {first_line(message)[:300]} "
+                            f"(market {market}, time {step.time}; said once per reason)")
+
+    def refused_step(self, code: str, line: str) -> None:
+        """A whole step refused (an HTTP error answer): counted, its reason said once."""
+        self.steps_refused += 1
+        self.once(code, line)
+
+    def once(self, code: str, line: str) -> None:
+        if code not in self.said:
+            self.said.add(code)
+            say(line)
+
+    def summary(self) -> str:
+        reports = f"reports: {self.reports_ok} accepted, {sum(self.reports_refused.values())} refused"
+        if self.reports_refused:
+            reports += " (" + ", ".join(f"{code} {n}" for code, n in sorted(self.reports_refused.items())) + ")"
+        steps = "1 step" if self.posted == 1 else f"{self.posted} steps"
+        return f"{steps} posted: {self.steps_ok} accepted, {self.steps_refused} refused; {reports}"
 
 
 def _private_keys(value: Any) -> Any:
@@ -253,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     feeder = Feeder(settings.sequencer, settings.signer_keys(), PRESETS[settings.preset], settings.clock)
     url = feeder.url
     pause = min(settings.interval * 5, 5.0)
-    posted = 0
+    tally = Tally()
     try:
         with stopped_by_signals() as stop:
             try:
@@ -272,7 +371,9 @@ def main(argv: list[str] | None = None) -> None:
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     reason = sequencer_down(exc) if isinstance(exc, httpx.HTTPError) else None
                     if reason is None:
-                        say(f"the sequencer at {url} refused a step: {first_line(exc)[:300]}")
+                        code = _refusal_code(exc)
+                        tally.refused_step(code, f"the sequencer at {url} refuses steps: {first_line(exc)[:300]} "
+                                                 "(said once per reason)")
                     elif not away:
                         say(f"the sequencer at {url} does not answer ({reason}); retrying every {settings.interval} s")
                     away = reason is not None
@@ -282,14 +383,27 @@ def main(argv: list[str] | None = None) -> None:
                         say(f"the sequencer at {url} answers again")
                         away = False
                 if result is not None:
-                    posted += 1
-                    print(json.dumps({"time": feeder.last_time, "prices": step}), flush=True)
-                    if settings.steps and posted >= settings.steps:
+                    tally.add(result, url)
+                    print(json.dumps(result.line()), flush=True)
+                    if settings.steps and tally.posted >= settings.steps:
                         break
                     step = next(prices, None)
                 stop.wait(settings.interval)
     finally:
         feeder.close()
+    say(tally.summary())
+    if tally.steps_refused:
+        raise SystemExit(1)
+
+
+def _refusal_code(exc: Exception) -> str:
+    """The error code of a refused request (the API's {"error": {"code"}}), or what failed."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        try:
+            return str(exc.response.json()["error"]["code"])
+        except (ValueError, KeyError, TypeError):
+            return f"http_{exc.response.status_code}"
+    return type(exc).__name__
 
 
 if __name__ == "__main__":
