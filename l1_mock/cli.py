@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from contracts_spec.errors import BadGenesis
 from contracts_spec.params import genesis_from_json
 from contracts_spec.types import Genesis
 from l1_mock.cli_common import (
@@ -22,6 +21,7 @@ from l1_mock.cli_common import (
     load_settings,
     named_by,
     quiet_broken_pipe,
+    read_genesis,
     shown_url,
 )
 from l1_mock.errors import ChainError
@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     settings, name = parse(argv)
     genesis = None
     if settings.genesis is not None:
-        try:
-            genesis = genesis_from_json(settings.genesis.read_text())
-        except OSError as exc:
-            fail(f"{name('genesis')} {settings.genesis}: cannot be read: {exc.strerror or exc}")
-        except BadGenesis as exc:
-            fail(f"{name('genesis')} {settings.genesis}: not a genesis: {exc}")
+        genesis = read_genesis(settings.genesis, f"{name('genesis')} {settings.genesis}", fail)
     try:
         app = build(settings, genesis)
     except ChainError as exc:

@@ -19,12 +19,16 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError
 
 from l1_mock.client import L1Error
+
+if TYPE_CHECKING:
+    from contracts_spec.types import Genesis
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -80,6 +84,20 @@ def first_line(text: object) -> str:
     """The first line of an error's text (SQLAlchemy and tracebacks add more)."""
     lines = str(text).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def read_genesis(path: Path, where: str, fail: Callable[[str], NoReturn]) -> Genesis:
+    """The genesis in a JSON file, or `fail` with one line saying why not (`where`: how to name
+    the file to the user, e.g. "--genesis path")."""
+    from contracts_spec.errors import BadGenesis
+    from contracts_spec.params import genesis_from_json
+
+    try:
+        return genesis_from_json(path.read_text())
+    except OSError as exc:
+        fail(f"{where}: cannot be read: {exc.strerror or exc}")
+    except BadGenesis as exc:
+        fail(f"{where}: not a genesis: {exc}")
 
 
 # --- a bad setting -------------------------------------------------------------------------------------

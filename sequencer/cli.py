@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from contracts_spec.errors import BadGenesis
-from contracts_spec.params import genesis_from_json, genesis_to_json
+from contracts_spec.params import genesis_to_json
 from contracts_spec.types import Genesis
 from l1_mock.cli_common import (
     BAD_SETTINGS,
@@ -27,6 +27,7 @@ from l1_mock.cli_common import (
     load_settings,
     named_by,
     quiet_broken_pipe,
+    read_genesis,
     shown_url,
     stopped_by_signals,
     wait_until_up,
@@ -79,13 +80,7 @@ def local_checks(settings: Settings, name: Callable[[str], str]) -> Genesis | No
         settings.check()
         if settings.genesis is None:
             return None
-        where = f"{name('genesis')} {settings.genesis}"
-        try:
-            genesis = genesis_from_json(settings.genesis.read_text())
-        except OSError as exc:
-            fail(f"{where}: cannot be read: {exc.strerror or exc}")
-        except BadGenesis as exc:
-            fail(f"{where}: not a genesis: {exc}")
+        genesis = read_genesis(settings.genesis, f"{name('genesis')} {settings.genesis}", fail)
         check_genesis(settings, genesis)
         return genesis
     except (UnsafeSettings, GenesisMismatch) as exc:
