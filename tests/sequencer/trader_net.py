@@ -76,6 +76,9 @@ class Proc:
 
     def stop(self) -> None:
         if self.proc is not None:
+            if self.proc.poll() is not None:  # it ended on its own: shown with a failing test's output
+                print(f"{self.cmd[2]} exited on its own (code {self.proc.returncode}); the end of its log:\n"
+                      f"{self.log_path.read_text(errors='replace')[-3000:]}")
             self.proc.terminate()
             try:
                 self.proc.wait(10)
