@@ -58,6 +58,7 @@ def test_a_base_layer_outage_is_said_once_when_it_starts_and_once_when_it_ends(t
     back = [line for line in log.splitlines() if "answers again" in line]
     assert len(away) == 1 and len(back) == 1, log[-3000:]
     assert f"base layer at {net.l1_url} stopped answering: unreachable: " in away[0]
-    assert "Connection refused" in away[0]
+    # the error as the poll met it: refused, or reset when the stop caught a request in flight
+    assert "Connection refused" in away[0] or "Connection reset" in away[0], away[0]
     assert f"base layer at {net.l1_url} answers again after " in back[0] and " s away (" in back[0]
     assert "Traceback" not in log and "base layer: unreachable" not in log, log[-3000:]
