@@ -11,6 +11,7 @@ Amounts are decimals: sizes in the market's base unit, prices in its quote, USDC
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,9 +54,13 @@ class Opts:
         self.l1, self.sequencer, self.key, self.as_json = l1, sequencer, key, as_json
         self.store = KeyStore(home)
 
-    def trader(self, need_sequencer: bool = True) -> Trader:
+    def trader(self, need_sequencer: bool = True, need_key: bool = True) -> Trader:
+        """The client for this command. A public read (`need_key` False: markets, the book,
+        governance) runs without --key, on a throwaway key that never signs anything."""
         if self.key is None:
-            raise TraderError("no_key", "choose a key: --key NAME (see `rampart-trader keys list`)")
+            if need_key:
+                raise TraderError("no_key", "choose a key: --key NAME (see `rampart-trader keys list`)")
+            return Trader(secrets.token_bytes(32), self.l1, self.sequencer if need_sequencer else None)
         key = parse_key(self.key) if self.key.startswith("0x") and len(self.key) == 66 else self.store.load(self.key)
         return Trader(key, self.l1, self.sequencer if need_sequencer else None)
 
@@ -130,8 +135,8 @@ def run(ctx: typer.Context, as_json: bool, call: Callable[[Opts], Any], render: 
         render(result)
 
 
-def _with(opts: Opts, fn: Callable[[Trader], Any], need_sequencer: bool = True) -> Any:
-    with opts.trader(need_sequencer) as t:
+def _with(opts: Opts, fn: Callable[[Trader], Any], need_sequencer: bool = True, need_key: bool = True) -> Any:
+    with opts.trader(need_sequencer, need_key) as t:
         return fn(t)
 
 
@@ -258,7 +263,7 @@ def governance_changes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         show([{"index": c["index"], "kind": c["decoded"]["kind"], "effective": c["effective_time"],
                "status": c["status"], "change": {k: v for k, v in c["decoded"].items() if k != "kind"}}
               for c in result["changes"]])
-    run(ctx, as_json, lambda o: _with(o, lambda t: t.governance(), False), render)
+    run(ctx, as_json, lambda o: _with(o, lambda t: t.governance(), False, need_key=False), render)
 
 
 # --- sequencer --------------------------------------------------------------------------------
@@ -269,12 +274,12 @@ def markets(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     def render(rows: list[dict[str, Any]]) -> None:
         show([{k: r.get(k) for k in ("market", "symbol", "lotSize", "tickSize", "oraclePrice", "openInterest",
                                      "initialMarginPpm", "takerFeePpm")} for r in rows])
-    run(ctx, as_json, lambda o: _with(o, lambda t: t.markets()), render)
+    run(ctx, as_json, lambda o: _with(o, lambda t: t.markets(), need_key=False), render)
 
 
 @app.command()
 def book(ctx: typer.Context, market: str, depth: int = 10, as_json: JsonOpt = False) -> None:
-    run(ctx, as_json, lambda o: _with(o, lambda t: t.book(market, depth)), show)
+    run(ctx, as_json, lambda o: _with(o, lambda t: t.book(market, depth), need_key=False), show)
 
 
 def _place(o: Opts, market: str, side: str, size: str, price: str, tif: str, reduce_only: bool, expiry: int,

@@ -165,6 +165,29 @@ def test_a_bad_query_parameter_is_one_clean_line_naming_it(net: Net, tmp_path: P
     assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "malformed"
 
 
+def test_public_reads_need_no_key(net: Net, tmp_path: Path) -> None:
+    home = tmp_path / "trader-home"
+    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_SEQUENCER_URL": net.seq_url,
+           "RAMPART_TRADER_HOME": str(home)}
+    env.pop("RAMPART_TRADER_KEY", None)
+
+    def trader(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    markets = trader("markets")
+    assert markets.returncode == 0, markets.stderr
+    assert [m["symbol"] for m in json.loads(markets.stdout)] == [m.symbol for m in net.genesis.markets]
+    book = trader("book", "BTC", "--depth", "3")
+    assert book.returncode == 0 and {"bids", "asks"} <= set(json.loads(book.stdout)), book.stdout + book.stderr
+    governance = trader("governance")
+    assert governance.returncode == 0 and "changes" in json.loads(governance.stdout), governance.stderr
+    # what belongs to an account still asks for its key, and nothing was written for the reads
+    margin = trader("margin")
+    assert margin.returncode == 1 and json.loads(margin.stdout)["error"]["code"] == "no_key"
+    assert not home.exists() or list(home.iterdir()) == []
+
+
 # --- what a user can get wrong: no network needed ------------------------------------------------------
 
 
