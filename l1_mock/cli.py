@@ -8,14 +8,13 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from contracts_spec.params import genesis_from_json
 from contracts_spec.types import Genesis
 from l1_mock.cli_common import (
-    BAD_SETTINGS,
+    Voice,
     first_line,
     flag_names,
     load_settings,
@@ -30,13 +29,8 @@ from l1_mock.settings import Settings
 PROG = "rampart-l1"
 
 
-def say(line: str) -> None:
-    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
-
-
-def fail(line: str, code: int = BAD_SETTINGS) -> NoReturn:
-    say(line)
-    raise SystemExit(code)
+_VOICE = Voice(PROG)
+say, fail = _VOICE.say, _VOICE.fail
 
 
 def build(settings: Settings, genesis: Genesis | None = None) -> Any:

@@ -86,6 +86,20 @@ def first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
+class Voice:
+    """How a program speaks up: `PROG: line` on stderr, and `fail` ends it with that line."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+
+    def say(self, line: str) -> None:
+        print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
+
+    def fail(self, line: str, code: int = BAD_SETTINGS) -> NoReturn:
+        self.say(line)
+        raise SystemExit(code)
+
+
 def read_genesis(path: Path, where: str, fail: Callable[[str], NoReturn]) -> Genesis:
     """The genesis in a JSON file, or `fail` with one line saying why not (`where`: how to name
     the file to the user, e.g. "--genesis path")."""

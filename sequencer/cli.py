@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from contracts_spec.errors import BadGenesis
 from contracts_spec.params import genesis_to_json
 from contracts_spec.types import Genesis
 from l1_mock.cli_common import (
-    BAD_SETTINGS,
+    Voice,
     first_line,
     flag_names,
     l1_unreachable,
@@ -40,13 +39,8 @@ GC_THRESHOLDS = (50_000, 50, 100)  # CPython's defaults: (700, 10, 10)
 PROBE_TIMEOUT = 10.0  # seconds per base-layer request while waiting for it at start
 
 
-def say(line: str) -> None:
-    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
-
-
-def fail(line: str, code: int = BAD_SETTINGS) -> NoReturn:
-    say(line)
-    raise SystemExit(code)
+_VOICE = Voice(PROG)
+say, fail = _VOICE.say, _VOICE.fail
 
 
 def parse(argv: list[str] | None) -> tuple[Settings, Callable[[str], str]]:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
@@ -39,8 +38,8 @@ from contracts_spec.crypto import SECP256K1_N
 from contracts_spec.params import PRESETS
 from contracts_spec.types import Preset
 from l1_mock.cli_common import (
-    BAD_SETTINGS,
     HttpUrl,
+    Voice,
     first_line,
     flag_names,
     load_settings,
@@ -308,13 +307,8 @@ def parse(argv: list[str] | None) -> FeederSettings:
     return settings
 
 
-def say(line: str) -> None:
-    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
-
-
-def fail(line: str, code: int = BAD_SETTINGS) -> NoReturn:
-    say(line)
-    raise SystemExit(code)
+_VOICE = Voice(PROG)
+say, fail = _VOICE.say, _VOICE.fail
 
 
 def sequencer_down(exc: Exception) -> str | None:
