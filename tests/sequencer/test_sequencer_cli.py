@@ -54,6 +54,18 @@ def stop(proc: subprocess.Popen[Any]) -> int:
     return int(proc.returncode)
 
 
+def stopped_while_waiting(module: str, *args: str, log: Path) -> tuple[int, str]:
+    """Start a program whose peer does not answer, SIGTERM it once it says it waits (still
+    running): its exit code and what it wrote to stderr."""
+    proc = start(module, *args, log=log)
+    try:
+        wait_for(lambda: "waiting" in log.read_text() or proc.poll() is not None, f"{module} to wait")
+        assert proc.poll() is None, log.read_text()
+    finally:
+        code = stop(proc)
+    return code, log.read_text()
+
+
 def health(url: str) -> bool:
     try:
         return httpx.get(url + "/health", timeout=2).json().get("status") == "ok"
@@ -127,16 +139,10 @@ def test_the_sequencer_waits_for_a_base_layer_that_is_not_up_yet(tmp_path: Path)
 
 
 def test_sigterm_ends_the_wait_for_the_base_layer(tmp_path: Path) -> None:
-    log = tmp_path / "seq.err"
     url = f"http://127.0.0.1:{free_port()}"
-    seq = start("sequencer.cli", "--l1", url, "--db", f"sqlite:///{tmp_path / 'seq.db'}", "--follow-interval", "0.02",
-                log=log)
-    try:
-        wait_for(lambda: "waiting" in log.read_text() or seq.poll() is not None, "the sequencer to wait")
-        assert seq.poll() is None
-    finally:
-        code = stop(seq)
-    assert code == 0 and log.read_text() == (
+    code, text = stopped_while_waiting("sequencer.cli", "--l1", url, "--db", f"sqlite:///{tmp_path / 'seq.db'}",
+                                       "--follow-interval", "0.02", log=tmp_path / "seq.err")
+    assert code == 0 and text == (
         f"rampart-sequencer: waiting for the base layer at {url} (GET /info: "
         "ConnectError('[Errno 111] Connection refused'))\n")
 
@@ -223,15 +229,9 @@ def test_the_feeder_waits_for_its_sequencer_then_checks_its_chain(tmp_path: Path
 
 
 def test_sigterm_ends_the_feeders_wait(tmp_path: Path) -> None:
-    log = tmp_path / "oracle.err"
-    feeder = start("sequencer.oracle_feeder", "--sequencer", f"http://127.0.0.1:{free_port()}", "--dev-signers", "2",
-                   log=log)
-    try:
-        wait_for(lambda: "waiting" in log.read_text() or feeder.poll() is not None, "the feeder to wait")
-        assert feeder.poll() is None
-    finally:
-        code = stop(feeder)
-    assert code == 0 and log.read_text().count("\n") == 1 and "Traceback" not in log.read_text()
+    code, text = stopped_while_waiting("sequencer.oracle_feeder", "--sequencer", f"http://127.0.0.1:{free_port()}",
+                                       "--dev-signers", "2", log=tmp_path / "oracle.err")
+    assert code == 0 and text.count("\n") == 1 and "Traceback" not in text
 
 
 # --- rampart-demo ---------------------------------------------------------------------------------------
