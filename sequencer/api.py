@@ -114,8 +114,8 @@ def create_app(node: Any) -> FastLane:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        body, status = invalid_request(exc.errors())  # the one error shape, naming each parameter
-        return JSONResponse(body, status_code=status)
+        error = invalid_request(exc.errors())  # the one error shape, naming each parameter
+        return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -15,15 +15,19 @@ from sequencer.engine import Reject
 class ApiError(Exception):
     status = 400
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None, params: list[str] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.params = params  # the request parameters at fault, when a request did not validate
         if status is not None:
             self.status = status
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self) -> dict[str, dict[str, Any]]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.params is not None:
+            error["params"] = self.params
+        return {"error": error}
 
 
 def malformed(message: str) -> ApiError:
@@ -34,8 +38,8 @@ _WHERE = {"query": "query parameter", "path": "path parameter", "header": "heade
           "body": "body field"}
 
 
-def invalid_request(errors: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], int]:
-    """FastAPI's request-validation errors (a pydantic error list) as the API's one error shape:
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> ApiError:
+    """FastAPI's request-validation errors (a pydantic error list) as the API's one error:
     code `malformed`, HTTP 400, a message naming each bad parameter and `params` listing them."""
     names: list[str] = []
     parts: list[str] = []
@@ -46,8 +50,7 @@ def invalid_request(errors: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any]
         shown = f", got {str(got)[:60]!r}" if isinstance(got, str | int | float) and e.get("type") != "missing" else ""
         parts.append(f"{_WHERE.get(where, where)} {name}: {e.get('msg', 'invalid')}{shown}")
         names.append(name)
-    body = {"error": {"code": "malformed", "message": "; ".join(parts) or "invalid request", "params": names}}
-    return body, 400
+    return ApiError("malformed", "; ".join(parts) or "invalid request", 400, names)
 
 
 def bad_signature(message: str) -> ApiError:
