@@ -51,6 +51,8 @@ from l1_mock.cli_common import (
 from sequencer.scenario import ORACLE_NAMES
 
 PROG = "rampart-oracle"
+_VOICE = Voice(PROG)
+say, fail = _VOICE.say, _VOICE.fail
 
 
 def walk(start: dict[int, int], step_ppm: int, seed: int) -> Iterator[dict[int, int]]:
@@ -86,10 +88,6 @@ def load_prices(path: Path) -> list[dict[int, int]]:
             raise ValueError(f"line {n}: markets are ids from 0 and prices at least 1 tick")
         steps.append(step)
     return steps
-
-
-def replay(path: Path) -> Iterator[dict[int, int]]:
-    return iter(load_prices(path))
 
 
 def sign_reports(preset: Preset, keys: list[bytes], prices: dict[int, int], t: int) -> list[dict[str, Any]]:
@@ -305,10 +303,6 @@ def parse(argv: list[str] | None) -> FeederSettings:
     if not settings.keys and not settings.dev_signers:
         fail("give --keys (hex, comma-separated) or --dev-signers N")
     return settings
-
-
-_VOICE = Voice(PROG)
-say, fail = _VOICE.say, _VOICE.fail
 
 
 def sequencer_down(exc: Exception) -> str | None:
