@@ -62,7 +62,7 @@ def _l1(call: Callable[..., T], *args: Any, **kw: Any) -> T:
     except L1Error as exc:
         raise TraderError(exc.code, exc.message, "l1", exc.status) from exc
     except SpecError as exc:  # a proof the spec refuses, before it is ever sent
-        raise TraderError(_snake(type(exc).__name__), str(exc), "client") from exc
+        raise _refused_here(exc) from exc
 
 
 def _signed(sign: Callable[..., T], *args: Any) -> T:
@@ -71,7 +71,12 @@ def _signed(sign: Callable[..., T], *args: Any) -> T:
     try:
         return sign(*args)
     except SpecError as exc:
-        raise TraderError(_snake(type(exc).__name__), str(exc), "client") from exc
+        raise _refused_here(exc) from exc
+
+
+def _refused_here(exc: SpecError) -> TraderError:
+    """What the spec refuses in this client, as a refusal named after its error (bad_proof, ...)."""
+    return TraderError(_snake(type(exc).__name__), str(exc), "client")
 
 
 def _snake(name: str) -> str:
