@@ -111,9 +111,14 @@ def address_of_private_key(private_key: bytes) -> bytes:
     return address_of_public_key(coincurve.PrivateKey(private_key).public_key)
 
 
+def is_private_key(key: bytes) -> bool:
+    """Whether `key` is a secp256k1 private key: 32 bytes, a non-zero scalar below the curve order."""
+    return len(key) == 32 and 0 < int.from_bytes(key, "big") < SECP256K1_N
+
+
 def private_key_from_seed(seed: bytes) -> bytes:
     """A deterministic private key from a seed (for tests, demos and dev genesis only)."""
     candidate = keccak(b"rampart-dev-key" + seed)
-    while not (0 < int.from_bytes(candidate, "big") < SECP256K1_N):
+    while not is_private_key(candidate):
         candidate = keccak(candidate)
     return candidate

@@ -34,7 +34,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from contracts_spec import eip712
-from contracts_spec.crypto import SECP256K1_N
+from contracts_spec.crypto import is_private_key
 from contracts_spec.params import PRESETS
 from contracts_spec.types import Preset
 from l1_mock.cli_common import (
@@ -232,7 +232,7 @@ def _private_keys(value: Any) -> Any:
         keys = [bytes.fromhex(k.strip().removeprefix("0x")) for k in value.split(",") if k.strip()]
     except ValueError:
         raise ValueError("private keys are 32 bytes of hex each, comma-separated") from None
-    if not keys or any(len(k) != 32 or not 0 < int.from_bytes(k, "big") < SECP256K1_N for k in keys):
+    if not keys or not all(map(is_private_key, keys)):
         raise ValueError("private keys are 32 bytes of hex each (within the secp256k1 order), comma-separated")
     return keys
 

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts_spec.crypto import SECP256K1_N, private_key_from_seed
+from contracts_spec.crypto import is_private_key, private_key_from_seed
 from l1_mock.cli_common import DatabaseUrl, HttpUrl, Port
 
 # `sequencer.scenario.Keys()["sequencer"]`: the key of every dev genesis. Never outside dev.
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
                 key = bytes.fromhex(value.removeprefix("0x"))
             except ValueError:
                 raise ValueError("a private key is 32 bytes of hex") from None
-            if len(key) != 32 or not 0 < int.from_bytes(key, "big") < SECP256K1_N:
+            if not is_private_key(key):
                 raise ValueError("a private key is 32 bytes of hex, within the secp256k1 order")
         return value
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 
 from contracts_spec import eip712
-from contracts_spec.crypto import SECP256K1_N, address_of_private_key
+from contracts_spec.crypto import address_of_private_key, is_private_key
 from contracts_spec.errors import InvalidTransaction, SpecError
 from contracts_spec.merkle import withdrawal_proof
 from contracts_spec.state import State
@@ -89,7 +89,7 @@ def _snake(name: str) -> str:
 def new_key() -> bytes:
     while True:
         key = secrets.token_bytes(32)
-        if 0 < int.from_bytes(key, "big") < SECP256K1_N:
+        if is_private_key(key):
             return key
 
 
@@ -99,7 +99,7 @@ def parse_key(text: str) -> bytes:
         key = bytes.fromhex(raw)
     except ValueError as exc:
         raise TraderError("bad_key", "a private key is 32 bytes of hex") from exc
-    if len(key) != 32 or not 0 < int.from_bytes(key, "big") < SECP256K1_N:
+    if not is_private_key(key):
         raise TraderError("bad_key", "a private key is 32 bytes of hex, within the secp256k1 order")
     return key
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import coincurve
 
-from contracts_spec.crypto import SECP256K1_N, address_of_private_key
+from contracts_spec.crypto import address_of_private_key, is_private_key
 
 
 class KeyFileError(Exception):
@@ -28,7 +28,7 @@ def parse_private_key(text: str) -> bytes:
     except ValueError as exc:
         raise KeyFileError("a private key is 64 hex digits") from exc
     # Verify the key is 32 bytes and a valid secp256k1 scalar
-    if len(key) != 32 or not 0 < int.from_bytes(key, "big") < SECP256K1_N:
+    if not is_private_key(key):
         raise KeyFileError("a private key is 32 bytes, a non-zero scalar below the curve order")
     return key
 

@@ -24,6 +24,7 @@ from contracts_spec.crypto import (
     SECP256K1_N,
     address_of_private_key,
     address_of_public_key,
+    is_private_key,
     private_key_from_seed,
     recover_address,
     sign_digest,
@@ -107,6 +108,13 @@ def wallet_sign(typed_data: dict[str, Any], key: bytes) -> tuple[bytes, bytes, b
     signed = EthAccount.sign_message(signable, key)
     signer = bytes.fromhex(EthAccount.from_key(key).address[2:])
     return _hash_eip191_message(signable), bytes(signed.signature), signer
+
+
+def test_is_private_key_is_a_nonzero_scalar_below_the_order_in_32_bytes() -> None:
+    assert is_private_key(KEY) and is_private_key((1).to_bytes(32, "big"))
+    assert is_private_key((SECP256K1_N - 1).to_bytes(32, "big"))
+    for bad in (bytes(32), SECP256K1_N.to_bytes(32, "big"), b"\xff" * 32, KEY[1:], KEY + b"\x00", b""):
+        assert not is_private_key(bad), bad.hex()
 
 
 def test_type_strings() -> None:
