@@ -6,7 +6,6 @@ closed before the program writes at all (then every write fails, whatever the ma
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -18,6 +17,8 @@ from contracts_spec.params import genesis_to_json
 from l1_mock.cli_common import STDOUT_CLOSED, quiet_broken_pipe
 from sequencer.scenario import Keys, dev_genesis
 
+from .conftest import free_port
+
 
 def script(name: str) -> str:
     """The installed console script (pyproject's [project.scripts]) next to this interpreter."""
@@ -25,12 +26,6 @@ def script(name: str) -> str:
         if (folder / name).exists():
             return str(folder / name)
     pytest.skip(f"{name} is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env(tmp: Path) -> dict[str, str]:
