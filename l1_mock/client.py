@@ -42,6 +42,12 @@ class L1Error(Exception):
         self.message = message
         self.status = status
 
+    @property
+    def away(self) -> bool:
+        """The base layer did not answer (no connection, or an HTTP error of its server): worth
+        trying again, not a refusal of the call."""
+        return self.code in ("unreachable", "http_error")
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

@@ -125,7 +125,7 @@ class Defender:
                 played = self.player.tick()
             except L1Error as exc:
                 self.errors += 1
-                if exc.code in ("unreachable", "http_error"):  # the base layer away: the follower says so once
+                if exc.away:  # the base layer away: the follower says so once
                     log.debug("defender tick: %s", exc)
                 else:
                     log.exception("defender tick failed")

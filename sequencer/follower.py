@@ -29,8 +29,6 @@ from sequencer.rollback import Corrections, compute_corrections, encode_correcti
 
 log = logging.getLogger("rampart.follower")
 
-_TRANSIENT = {"unreachable", "http_error"}
-
 
 class Follower:
     def __init__(self, core: Core, batcher: Batcher, client: L1Client | None, settings: Any, metrics: Any,
@@ -188,7 +186,7 @@ class Follower:
                 await self.follow_once()
             except L1Error as exc:
                 self.errors += 1
-                if exc.code in _TRANSIENT:
+                if exc.away:
                     self.l1_away(exc)
                 else:  # it answered, with a refusal: no outage, but a step that did not happen
                     self.l1_back()
@@ -335,7 +333,7 @@ class Follower:
             try:
                 await asyncio.to_thread(batcher.post, built)
             except L1Error as exc:
-                if exc.code in _TRANSIENT:
+                if exc.away:
                     log.warning("posting rebuilt batch %d: %s (will check and retry)", built.info.index, exc)
                 elif exc.code == "insufficient_stake":
                     await self._stake_refused(built, exc)
@@ -370,7 +368,7 @@ class Follower:
         try:
             await asyncio.to_thread(batcher.post, built)
         except L1Error as exc:
-            if exc.code in _TRANSIENT or exc.code == "insufficient_stake":
+            if exc.away or exc.code == "insufficient_stake":
                 if exc.code == "insufficient_stake":
                     await self._stake_refused(built, exc)
                 else:
@@ -419,7 +417,7 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except L1Error as exc:
-                if exc.code not in _TRANSIENT:
+                if not exc.away:
                     log.exception("batch step failed")
                 else:  # the base layer away: the follower says so once; the batch is retried
                     log.debug("batch step: %s", exc)

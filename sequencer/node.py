@@ -146,7 +146,7 @@ class Node:
             await asyncio.to_thread(self.stake)
             await self.follower.follow_once()
         except L1Error as exc:
-            if exc.code in ("unreachable", "http_error"):
+            if exc.away:
                 self.follower.l1_away(exc)  # said once; its follow loop says when it answers again
             else:
                 log.warning("base layer not ready at start: %s", exc)

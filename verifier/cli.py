@@ -85,7 +85,7 @@ def handled(settings: Settings) -> Iterator[None]:
     try:
         yield
     except L1Error as exc:
-        if exc.code in ("unreachable", "http_error"):
+        if exc.away:
             err.print(f"[red]error:[/] the base layer at {settings.l1_url} does not answer ({exc.message})")
             raise typer.Exit(2) from None
         err.print(f"[red]error:[/] the base layer refused: {exc.code}: {exc.message}")
