@@ -27,8 +27,6 @@ from l1_mock.errors import ChainError
 from l1_mock.settings import Settings
 
 PROG = "rampart-l1"
-
-
 _VOICE = Voice(PROG)
 say, fail = _VOICE.say, _VOICE.fail
 

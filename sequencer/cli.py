@@ -37,8 +37,6 @@ from sequencer.settings import Settings, UnsafeSettings
 PROG = "rampart-sequencer"
 GC_THRESHOLDS = (50_000, 50, 100)  # CPython's defaults: (700, 10, 10)
 PROBE_TIMEOUT = 10.0  # seconds per base-layer request while waiting for it at start
-
-
 _VOICE = Voice(PROG)
 say, fail = _VOICE.say, _VOICE.fail
 
