@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -205,6 +206,19 @@ def steady(times: dict[int, float], trades: dict[int, int]) -> tuple[float, int]
     return counted / (times[last] - times[first]), counted
 
 
+def by_quarter(times: dict[int, float], trades: dict[int, int]) -> str:
+    """The steady rate over each quarter of the steady batches in turn (whether it holds as the
+    state grows), or "" with fewer than 13 batches."""
+    indices = sorted(trades)
+    if len(indices) < 13 or any(i not in times for i in indices):
+        return ""
+    steps = indices[:-1]  # a batch's time closes the span its own trades are counted in
+    cuts = [round(k * (len(steps) - 1) / 4) for k in range(5)]
+    rates = [sum(trades[i] for i in steps[a + 1 : b + 1]) / (times[steps[b]] - times[steps[a]])
+             for a, b in itertools.pairwise(cuts)]
+    return ", by quarter " + " / ".join(f"{r:,.0f}" for r in rates)
+
+
 # --- the workload -----------------------------------------------------------------------------------
 
 
@@ -354,7 +368,8 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
           f"sustained ({load()})")
     if seq_steady is not None:
         print(f"  steady (batches 2 to {len(batches) - 1} of {len(batches)}, from the first's post to the one before the "
-              f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted")
+              f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted"
+              f"{by_quarter(landed.times, per_batch)}")
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
           f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
     # The base layer and the load client run on other machines in earnest: what they took from the
@@ -469,7 +484,8 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     if ver_steady is not None and target["steady"]:
         ratio_steady = ver_steady[0] / target["steady"]
         print(f"    steady (the same batches as the sequencer's): {ver_steady[1]:,} trades at {ver_steady[0]:,.0f} "
-              f"trades/s verified = {ratio_steady:.2f}x the sequencer's steady rate", flush=True)
+              f"trades/s verified = {ratio_steady:.2f}x the sequencer's steady rate"
+              f"{by_quarter(judged, target['per_batch'])}", flush=True)
     return {"start": rate / target["rate"], "ready": rate_ready / target["rate"], "steady": ratio_steady,
             "fair": None if ratio_steady is None else ratio_steady / target["fair"]}
 

@@ -37,6 +37,15 @@ BAD_SETTINGS = 2  # the exit code of a refused setting (and of other configurati
 STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (a container's
+    cpuset, `taskset`), which `os.cpu_count()` ignores, so a pool is never sized for the host."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 # --- values every program checks alike ---------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ refused outside `env=dev` by `Settings.check`, before anything is opened.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts_spec.crypto import is_private_key, private_key_from_seed
-from l1_mock.cli_common import DatabaseUrl, HttpUrl, Port
+from l1_mock.cli_common import DatabaseUrl, HttpUrl, Port, usable_cpus
 
 # `sequencer.scenario.Keys()["sequencer"]`: the key of every dev genesis. Never outside dev.
 DEV_SEQUENCER_KEY = private_key_from_seed(b"sequencer").hex()
@@ -60,7 +59,7 @@ class Settings(BaseSettings):
 
     # signatures: 0 checks them on the event loop; N > 0 uses N worker processes (the default: one
     # when the machine has a second core)
-    verify_workers: int = Field(default_factory=lambda: 1 if (os.cpu_count() or 1) > 1 else 0, ge=0)
+    verify_workers: int = Field(default_factory=lambda: 1 if usable_cpus() > 1 else 0, ge=0)
     journal_group: int = Field(8192, ge=1)  # most records per journal commit
     snapshot_every: int = Field(100_000, ge=0)  # records between snapshots of the core (and one at shutdown); 0: none
 

@@ -9,13 +9,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from l1_mock.cli_common import DatabaseUrl, HttpUrl
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAMPART_VERIFIER_")
 
-    l1_url: str = "http://127.0.0.1:8545"
+    l1_url: HttpUrl = "http://127.0.0.1:8545"
     l1_timeout: float = Field(10.0, gt=0)  # seconds per base-layer request
-    db: str = "sqlite:///rampart-verifier.db"
+    db: DatabaseUrl = "sqlite:///rampart-verifier.db"
     db_schema: str | None = None  # PostgreSQL only: run inside this schema (created if missing)
     key_file: Path = Path("rampart-verifier.key")
     poll_interval: float = Field(1.0, gt=0)  # seconds between polls of the base layer when idle

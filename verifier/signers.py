@@ -14,7 +14,6 @@ along, so the node's own thread does not hash the orders again.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
@@ -23,6 +22,7 @@ from contracts_spec import codec, eip712
 from contracts_spec.crypto import keccak, recover_address
 from contracts_spec.errors import SpecError
 from contracts_spec.types import Address, Hash32, Preset, SignedOrder
+from l1_mock.cli_common import usable_cpus
 
 _Known = tuple[Hash32, Address | None, Hash32]  # (order id, signer or None, orders_root leaf)
 
@@ -125,7 +125,7 @@ class Signers:
         """`workers`: 0 picks `default_pool_size`; 1 recovers inline, in the node's process; N > 1
         starts N worker processes."""
         self.preset = preset
-        self.pool_size = default_pool_size(os.cpu_count() or 1) if workers == 0 else 0 if workers == 1 else workers
+        self.pool_size = default_pool_size(usable_cpus()) if workers == 0 else 0 if workers == 1 else workers
         self.parallel_orders = parallel_orders
         self.chunk_orders = chunk_orders
         self.cache_size = cache_size

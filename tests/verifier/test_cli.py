@@ -235,6 +235,13 @@ def test_a_bad_setting_is_one_line_and_exit_2(world: World, monkeypatch: pytest.
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "RAMPART_VERIFIER_POLL_INTERVAL (or its flag)" in flat(result.output)
     monkeypatch.delenv("RAMPART_VERIFIER_POLL_INTERVAL")
+    for flag, value, line in (("--l1-url", "127.0.0.1:8545", "RAMPART_VERIFIER_L1_URL (or its flag): not an "
+                                                             "http(s) URL such as http://127.0.0.1:8000, got "
+                                                             "'127.0.0.1:8545'"),
+                              ("--db", "rampart.db", "RAMPART_VERIFIER_DB (or its flag): not a SQLAlchemy URL "
+                                                     "such as sqlite:///rampart.db, got 'rampart.db'")):
+        result = runner.invoke(app, [flag, value, "status"])
+        assert result.exit_code == 2 and line in flat(result.output) and "Traceback" not in result.output
     with world.verifier().sessions() as s:  # and nothing ran: the database holds no verdict
         assert views.local_status(s)["verified"]["batches"] == {}
 

@@ -147,7 +147,7 @@ def test_derive_leaves_out_what_does_not_recover() -> None:
 @pytest.mark.parametrize(("workers", "cpus", "pool"), [(0, 1, 0), (0, 2, 1), (0, 8, 7), (1, 8, 0), (3, 2, 3)])
 def test_pool_size(workers: int, cpus: int, pool: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """0: a worker per CPU but the node's own; 1: inline; N: N workers."""
-    monkeypatch.setattr("verifier.signers.os.cpu_count", lambda: cpus)
+    monkeypatch.setattr("verifier.signers.usable_cpus", lambda: cpus)
     assert Signers(PRESET, workers=workers).pool_size == pool
     if workers == 0:
         assert default_pool_size(cpus) == pool
