@@ -54,6 +54,10 @@ class CancelWire(BaseModel):
     signature: str
 
 
+class BatchCancels(BaseModel):
+    cancels: list[CancelWire]
+
+
 class CancelAllWire(BaseModel):
     account: str
     nonceFloor: U64
@@ -240,10 +244,16 @@ def create_app(node: Any) -> FastLane:
             raise malformed("body must be {\"orders\": [...]}")
         return {"results": await svc.place_many(body["orders"], parse_stp(query.get("stp")), c)}
 
+    async def cancel_batch(body: Any, query: dict[str, str], c: Any) -> dict[str, Any]:
+        if body.__class__ is not dict or "cancels" not in body:
+            raise malformed("body must be {\"cancels\": [...]}")
+        return {"results": await svc.cancel_many(body["cancels"], c)}
+
     trading: dict[str, Handler] = {
         "/v1/orders": lambda body, query, c: svc.place(body, parse_stp(query.get("stp")), c),
         "/v1/orders/batch": place_batch,
         "/v1/orders/cancel": lambda body, query, c: svc.cancel(body, c),
+        "/v1/orders/cancel/batch": cancel_batch,
         "/v1/orders/cancel-all": lambda body, query, c: svc.cancel_all(body, c),
         "/v1/orders/replace": lambda body, query, c: svc.replace(body, parse_stp(query.get("stp")), c),
     }
@@ -263,6 +273,12 @@ def create_app(node: Any) -> FastLane:
 
     @app.post("/v1/orders/cancel", tags=["trading"], openapi_extra=_body(CancelWire))
     async def cancel(request: Request) -> dict[str, Any]:
+        return await trade(request)
+
+    @app.post("/v1/orders/cancel/batch", tags=["trading"], openapi_extra=_body(BatchCancels))
+    async def cancel_orders(request: Request) -> dict[str, Any]:
+        """Cancel many orders in one request, in order; each is answered on its own, and the answer
+        comes once the last is in the journal."""
         return await trade(request)
 
     @app.post("/v1/orders/cancel-all", tags=["trading"], openapi_extra=_body(CancelAllWire))
@@ -340,16 +356,8 @@ def create_app(node: Any) -> FastLane:
             return {"status": "ok", "response": {"type": "order", "data": {
                 "statuses": await svc.place_many(action.get("orders"), stp, c)}}}
         if kind == "cancel":
-            cancels = action.get("cancels")
-            if cancels.__class__ is not list:
-                raise malformed("cancels must be a list")
-            statuses = []
-            for item in cancels:
-                try:
-                    statuses.append(await svc.cancel(item, c))
-                except ApiError as exc:
-                    statuses.append({"status": "error", "code": exc.code, "message": exc.message})
-            return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": statuses}}}
+            return {"status": "ok", "response": {"type": "cancel", "data": {
+                "statuses": await svc.cancel_many(action.get("cancels"), c)}}}
         handlers = {"cancelAll": svc.cancel_all, "withdraw": svc.withdraw}
         if kind in handlers:
             return {"status": "ok", "response": {"type": kind, "data": await handlers[kind](action.get("message"), c)}}

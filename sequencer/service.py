@@ -204,15 +204,47 @@ class Service:
 
     async def cancel(self, raw: Any, conn: Any) -> dict[str, Any]:
         self.limits.connection(conn)
-        tx = intake.parse_cancel(raw)
-        self.limits.account(tx.account)
-        self._verify(tx.account, lambda: eip712.recover_cancel_signer(self.preset, tx), "cancel")
+        seq, result = self._cancel_one(raw)
+        if seq:
+            await self._settle(seq)
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    async def cancel_many(self, raws: Any, conn: Any) -> list[dict[str, Any]]:
+        """Each cancel answered on its own, as `cancel` answers it or as an error entry; the
+        response waits once, for the last record to be durable (a market maker pulling its quotes
+        does not wait for a journal commit per order)."""
+        if raws.__class__ is not list:
+            raise malformed("cancels must be a list")
+        if len(raws) > self.settings.max_batch_orders:
+            raise too_large(f"at most {self.settings.max_batch_orders} cancels per request")
+        self.limits.connection(conn)
+        results: list[dict[str, Any]] = []
+        last = 0
+        for i, raw in enumerate(raws, 1):
+            if i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other requests in
+            seq, result = self._cancel_one(raw)
+            last = seq or last
+            results.append(error_entry(result) if isinstance(result, ApiError) else result)
+        if last:
+            await self._settle(last)
+        return results
+
+    def _cancel_one(self, raw: Any) -> tuple[int, dict[str, Any] | ApiError]:
+        """(the journal record to wait for, 0 when none was written; the answer or the refusal)."""
+        try:
+            tx = intake.parse_cancel(raw)
+            self.limits.account(tx.account)
+            self._verify(tx.account, lambda: eip712.recover_cancel_signer(self.preset, tx), "cancel")
+        except ApiError as exc:
+            return 0, exc
         outcome = self.core.execute(Kind.CANCEL, _tx_body(tx), (tx,))
-        await self._settle(outcome.seq)
         if outcome.reject is not None:
             self._count_reject(str(outcome.reject).lower())
-            raise rejected(outcome.reject, "no resting order with this id for this account")
-        return {"status": "ok", "orderId": hex0x(tx.order_id)}
+            return outcome.seq, rejected(outcome.reject, "no resting order with this id for this account")
+        return outcome.seq, {"status": "ok", "orderId": hex0x(tx.order_id)}
 
     async def cancel_all(self, raw: Any, conn: Any) -> dict[str, Any]:
         self.limits.connection(conn)

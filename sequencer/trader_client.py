@@ -297,6 +297,11 @@ class Trader:
     def cancel(self, order_id: str) -> dict[str, Any]:
         return dict(self._seq("POST", "/v1/orders/cancel", json=self._cancel_wire(order_id)))
 
+    def cancel_many(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        """Each cancel is answered on its own (an unknown order is an error entry, not a refusal)."""
+        wires = [self._cancel_wire(oid) for oid in order_ids]
+        return list(self._seq("POST", "/v1/orders/cancel/batch", json={"cancels": wires})["results"])
+
     def cancel_all(self, nonce_floor: int | None = None) -> dict[str, Any]:
         """Raise the nonce floor (default: the clock in microseconds): every order below it is dead."""
         floor = time.time_ns() // 1_000 if nonce_floor is None else nonce_floor

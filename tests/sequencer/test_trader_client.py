@@ -56,6 +56,11 @@ def test_trade_fill_life_positions_and_order_management(net: Net) -> None:
     second = alice.replace(first.order_id, 0, True, PRICE - 2_000, 20)
     assert second.result["replaced"] == first.order_id
     assert {o["orderId"]: o["status"] for o in alice.orders()}[second.order_id] == "open"
+    quotes = [q["orderId"] for q in alice.place_many([{"market": 0, "is_buy": True, "price": PRICE - 3_000 - i,
+                                                         "lots": 1} for i in range(3)])]
+    pulled = alice.cancel_many([quotes[0], quotes[2], quotes[0]])
+    assert [(r["status"], r.get("code")) for r in pulled] == [("ok", None), ("ok", None), ("error", "unknown_order")]
+    assert {o["orderId"] for o in alice.orders(status="open")} == {second.order_id, quotes[1]}
     assert alice.cancel_all()["status"] == "ok"
     assert alice.order(second.order_id)["status"] == "cancelled"
     assert [o for o in alice.orders(status="open")] == []

@@ -146,6 +146,32 @@ def test_batch_endpoint_answers_each_order(market: Net, trader: Any) -> None:
         results[-1]["remaining"] == 1
 
 
+def test_batch_cancel_answers_each_cancel(market: Net, trader: Any) -> None:
+    """POST /v1/orders/cancel/batch (and /exchange's cancel list): one answer per cancel, in
+    order, a refused one changing nothing; one wait for the journal for the whole request."""
+    net, alice, bob = market, trader("alice"), trader("bob")
+    ids = [net.http.post("/v1/orders", json=alice.order(True, PRICE - 200 - i, 1)).json()["orderId"] for i in range(4)]
+    cancels = [alice.cancel(ids[0]), alice.cancel(ids[1], key=net.keys["bob"]), bob.cancel(ids[2]),
+               {**alice.cancel(ids[2]), "orderId": "0x12"}, alice.cancel(ids[2]), alice.cancel(ids[0])]
+    results = net.http.post("/v1/orders/cancel/batch", json={"cancels": cancels}).json()["results"]
+    assert [r["status"] for r in results] == ["ok", "error", "error", "error", "ok", "error"]
+    assert [r.get("code") for r in results] == [None, "wrong_signer", "unknown_order", "malformed", None,
+                                                "unknown_order"]
+    assert results[0]["orderId"] == ids[0] and results[4]["orderId"] == ids[2]
+    statuses = {o["orderId"]: o["status"] for o in net.private("alice", "orders")}
+    assert [statuses[i] for i in ids] == ["cancelled", "open", "cancelled", "open"]
+    r = net.http.post("/exchange", json={"action": {"type": "cancel", "cancels": [alice.cancel(ids[3]),
+                                                                                    alice.cancel(ids[3])]}})
+    assert [s["status"] for s in r.json()["response"]["data"]["statuses"]] == ["ok", "error"]
+    for body, code in (({"cancels": {}}, "malformed"), ({"orders": []}, "malformed"),
+                       ({"cancels": [alice.cancel(ids[1])] * (net.node.settings.max_batch_orders + 1)}, "too_large")):
+        r = net.http.post("/v1/orders/cancel/batch", json=body)
+        assert r.status_code in (400, 413) and r.json()["error"]["code"] == code
+    assert net.private("alice", "orders") and {o["orderId"]: o["status"] for o in net.private("alice", "orders")}[
+        ids[1]] == "open"
+    assert "/v1/orders/cancel/batch" in net.http.get("/openapi.json").json()["paths"]
+
+
 def test_cancel_cancel_all_replace_and_privacy(market: Net, trader: Any) -> None:
     net, alice, bob = market, trader("alice"), trader("bob")
     ids = [net.http.post("/v1/orders", json=alice.order(True, PRICE - 100 - i, 1)).json()["orderId"] for i in range(3)]
