@@ -6,7 +6,10 @@ order signed before any clock starts; then crossing orders pushed as fast as the
 them through POST /v1/orders/batch (bench/api.py's keep-alive client). Every order trades: each
 request is a round of resting makers followed by their takers, each taker filling one maker
 (`--maker-fills K`: K takers a maker, so K trades share its signature), sides alternating
-round by round, markets and accounts rotating. Figures: orders/s acknowledged, and
+round by round, markets and accounts rotating. `--quotes Q`: before each round, Q quotes a trade
+that never fill, cancelled after it (POST /v1/orders/cancel/batch), as market makers re-quote:
+an order that never trades costs the sequencer two signatures and the verifier one (the cancel's).
+Figures: orders/s acknowledged, and
 trades/s *posted* — from the first order sent to the moment the batch holding the last trade is
 posted on the base layer (the sequencer's /v1/batches).
 Phase 2, with the sequencer stopped so nothing shares the CPU: a fresh `rampart-verifier run`
@@ -26,6 +29,7 @@ bound of the sequencer's rate on a machine of its own, so a lower bound of the r
 usage: python bench/sustained.py [--orders N] [--batch B] [--clients C] [--verify-workers W]
                                  [--verifier-workers W[,W...]] [--verifier-runs R] [--baseline DIR]
                                  [--profile PATH] [--py-spy PATH] [--repeat K] [--maker-fills K]
+                                 [--quotes Q]
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ from verifier.replay import count_trades, decode_body  # noqa: E402
 PRICES = {0: 500_000, 1: 300_000}  # oracle price per market; every order within 1,000 ticks of it
 ACCOUNTS = 16
 POLL = 0.02  # seconds between polls while timing (a cheap GET or one SQLite read)
-SIGNED: list[bytes] = []  # the request bodies, signed once and sent again to each fresh chain
+Request = tuple[str, bytes]  # (path, JSON body)
+SIGNED: list[list[Request]] = []  # each round's requests, signed once, sent again to each fresh chain
+QUOTE_AWAY = 2_000  # ticks from the oracle price past which quotes rest (every trade is within 1,000 of it)
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -224,15 +230,40 @@ def by_quarter(times: dict[int, float], trades: dict[int, int]) -> str:
 
 def wire(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: int, lots: int,
          nonce: int) -> bytes:
+    return signed_order(keys, preset, name, market, is_buy, price, lots, nonce)[0]
+
+
+def signed_order(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: int, lots: int,
+                 nonce: int) -> tuple[bytes, bytes]:
+    """(the order's JSON, the JSON of its owner's signed cancel)."""
     account = keys.addr(name)
     o = Order(account, market, is_buy, price, lots, TimeInForce.GTC, False, 0, nonce, 0)  # type: ignore[arg-type]
     so = eip712.sign_order(preset, o, keys[name])
-    return json.dumps({"account": "0x" + account.hex(), "market": market, "isBuy": is_buy, "price": price,
-                       "lots": lots, "tif": "GTC", "nonce": nonce, "signature": "0x" + so.signature.hex()},
-                      separators=(",", ":")).encode()
+    order = json.dumps({"account": "0x" + account.hex(), "market": market, "isBuy": is_buy, "price": price,
+                        "lots": lots, "tif": "GTC", "nonce": nonce, "signature": "0x" + so.signature.hex()},
+                       separators=(",", ":")).encode()
+    oid = eip712.order_digest(preset, o)
+    cancel = eip712.sign_cancel(preset, keys[name], oid)
+    return order, json.dumps({"account": "0x" + account.hex(), "orderId": "0x" + oid.hex(),
+                              "signature": "0x" + cancel.signature.hex()}, separators=(",", ":")).encode()
 
 
-def rounds(keys: Keys, genesis: Any, orders: int, size: int, fills: int = 1) -> list[bytes]:
+def quotes_around(keys: Keys, genesis: Any, r: int, market: int, count: int, nonce: int) -> tuple[list[bytes], list[bytes]]:
+    """`count` one-lot quotes on both sides, QUOTE_AWAY and more from the price, where nothing
+    trades, and their cancels: a market maker's orders that never fill."""
+    orders, cancels = [], []
+    for q in range(count):
+        is_buy = q % 2 == 0
+        price = PRICES[market] + (-1 if is_buy else 1) * (QUOTE_AWAY + q % 1000)
+        order, cancel = signed_order(keys, genesis.preset, f"bench{(q + r) % ACCOUNTS}", market, is_buy, price, 1,
+                                     nonce + q)
+        orders.append(order)
+        cancels.append(cancel)
+    return orders, cancels
+
+
+def rounds(keys: Keys, genesis: Any, orders: int, size: int, fills: int = 1,
+           quotes: int = 0) -> list[list[Request]]:
     """Request bodies of `size` orders each: size/(fills+1) resting makers at successive prices,
     then `fills` takers for each maker, in maker order, at its price and together of its size, so
     they fill exactly that maker, one trade each (the makers before it are gone). With fills 1
@@ -241,9 +272,13 @@ def rounds(keys: Keys, genesis: Any, orders: int, size: int, fills: int = 1) -> 
     makers' quotes are taken in parts. Round r trades in market r % 2 and `push` deals rounds to
     its two connections in turn, so each connection has a market of its own: the server lets
     other requests in while it works through a big one, and they never fill each other's orders.
-    Sides alternate every two rounds (positions stay bounded), maker / taker pairs rotate."""
+    Sides alternate every two rounds (positions stay bounded), maker / taker pairs rotate.
+    `quotes` Q: each round is preceded by Q quotes a trade that never fill (in requests of at most
+    `size`) and followed by their cancels (POST /v1/orders/cancel/batch), as market makers
+    re-quote: the sequencer checks two signatures a quote, the verifier one (the cancel's; an
+    order that never trades is not in the batch data)."""
     per_maker = fills + 1
-    bodies = []
+    bodies: list[list[Request]] = []
     nonce = 0
     for r in range(orders // size):
         market, sells = r % 2, (r // 2) % 2 == 0
@@ -258,30 +293,34 @@ def rounds(keys: Keys, genesis: Any, orders: int, size: int, fills: int = 1) -> 
                 t = (m + 1 + (k + j) % (ACCOUNTS - 1)) % ACCOUNTS  # never the maker: no self-trade
                 takers.append(wire(keys, genesis.preset, f"bench{t}", market, sells, price, lots, nonce))
                 nonce += 1
-        bodies.append(b'{"orders":[' + b",".join(makers + takers) + b"]}")
+        quoted, pulled = quotes_around(keys, genesis, r, market, quotes * (size // per_maker) * fills, nonce)
+        nonce += len(quoted)
+        bodies.append([*[("/v1/orders/batch", b'{"orders":[' + b",".join(quoted[i : i + size]) + b"]}")
+                         for i in range(0, len(quoted), size)],
+                       ("/v1/orders/batch", b'{"orders":[' + b",".join(makers + takers) + b"]}"),
+                       *[("/v1/orders/cancel/batch", b'{"cancels":[' + b",".join(pulled[i : i + size]) + b"]}")
+                         for i in range(0, len(pulled), size)]])
     return bodies
 
 
-async def push(port: int, bodies: list[bytes], clients: int) -> tuple[float, float, int, int]:
-    """(start, end, orders acknowledged, orders refused): every request, as fast as answered."""
+async def push(port: int, bodies: list[list[Request]], clients: int) -> tuple[float, float, dict[str, list[int]]]:
+    """(start, end, {path: [acknowledged, refused]}): every request, as fast as answered; a
+    round's requests (quotes, trades, cancels) in turn on one connection."""
     conns = [await Conn.open(port) for _ in range(clients)]
-    ok = refused = 0
+    counts = {path: [0, 0] for requests in bodies for path, _ in requests}
 
-    async def worker(conn: Conn, mine: list[bytes]) -> None:
-        nonlocal ok, refused
-        for body in mine:
-            for r in json.loads(await conn.post("/v1/orders/batch", body))["results"]:
-                if r["status"] == "ok":
-                    ok += 1
-                else:
-                    refused += 1
+    async def worker(conn: Conn, mine: list[list[tuple[str, bytes]]]) -> None:
+        for requests in mine:
+            for path, body in requests:
+                for r in json.loads(await conn.post(path, body))["results"]:
+                    counts[path][r["status"] != "ok"] += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(c, bodies[i::clients]) for i, c in enumerate(conns)))
     end = time.perf_counter()
     for c in conns:
         c.close()
-    return start, end, ok, refused
+    return start, end, counts
 
 
 # --- phase 1: the sequencer ---------------------------------------------------------------------------
@@ -333,16 +372,20 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     first_index = setup[-1]["index"] + 1
     if not SIGNED:  # a fresh chain each measurement: the same orders serve again
         print(f"signing {a.orders:,} orders ...", flush=True)
-        SIGNED.extend(rounds(keys, genesis, a.orders, a.batch, a.maker_fills))
+        SIGNED.extend(rounds(keys, genesis, a.orders, a.batch, a.maker_fills, a.quotes))
     bodies = SIGNED
-    sent = sum(body.count(b'"signature"') for body in bodies)
-    print(f"phase 1, sequencer ({load()}): {sent:,} orders in {len(bodies):,} requests of {a.batch}, "
+    sent = sum(body.count(b'"signature"') for requests in bodies for _, body in requests)
+    requests = sum(len(r) for r in bodies)
+    quoting = f", {a.quotes} quote(s) placed and cancelled a trade" if a.quotes else ""
+    print(f"phase 1, sequencer ({load()}): {sent:,} signed messages in {requests:,} requests of at most {a.batch}{quoting}, "
           f"{a.clients} connections, batch interval {a.batch_interval} s, verify workers {a.verify_workers}",
           flush=True)
     landed = Landed(procs.tmp / "l1.db")
     landed.start()
     beside0 = self_cpu(), group_cpu(l1_pid), group_cpu(seq.pid)
-    start, acked, ok, refused = asyncio.run(push(seq_port, bodies, a.clients))
+    start, acked, counts = asyncio.run(push(seq_port, bodies, a.clients))
+    ok, refused = counts["/v1/orders/batch"]
+    cancelled, not_cancelled = counts.get("/v1/orders/cancel/batch", [0, 0])
     outputs = http.get("/health").json()["outputs"]
     settle(http, outputs)
     posted = time.perf_counter()
@@ -361,8 +404,9 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     seq_steady = steady(landed.times, per_batch)
     txs = sum(b["txCount"] for b in batches)
     seconds = posted - start
-    print(f"  acknowledged {ok:,} orders ({refused:,} refused) in {acked - start:.2f} s = "
-          f"{ok / (acked - start):,.0f} orders/s")
+    cancels = f" and {cancelled:,} cancels ({not_cancelled:,} refused)" if cancelled or not_cancelled else ""
+    print(f"  acknowledged {ok:,} orders ({refused:,} refused){cancels} in {acked - start:.2f} s = "
+          f"{(ok + cancelled) / (acked - start):,.0f} a second")
     print(f"  posted {trades:,} trades ({txs:,} txs) in {len(batches)} batches, last posted {posted - acked:.2f} s "
           f"after the last ack: {seconds:.2f} s from the first order = {trades / seconds:,.0f} trades/s "
           f"sustained ({load()})")
@@ -380,9 +424,10 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
           f"CPU s, beside it the load client {client_cpu:.2f} and the base layer {l1_cpu:.2f}; had the sequencer had "
           f"theirs too, it could have been up to {fair:.2f}x as fast")
     fills = a.maker_fills  # each maker and its `fills` takers make `fills` trades
-    if trades * (fills + 1) != ok * fills:
-        print(f"  WARNING: {ok:,} orders made {trades:,} trades, not {fills} per {fills + 1} orders: the workload "
-              f"did not trade as designed")
+    quotes = a.quotes * trades
+    if trades * (fills + 1) + quotes * fills != ok * fills or cancelled != quotes:
+        print(f"  WARNING: {ok:,} orders made {trades:,} trades, not {fills} per {fills + 1} orders besides "
+              f"{quotes:,} quotes ({cancelled:,} cancelled): the workload did not trade as designed")
     return {"trades": trades, "rate": trades / seconds, "per_cpu": trades / cpu, "batches": len(batches), "fair": fair,
             "last_index": batches[-1]["index"], "per_batch": per_batch,
             "steady": seq_steady[0] if seq_steady is not None else None}
@@ -420,9 +465,11 @@ def db_progress(path: Path) -> tuple[int | None, dict[str, int], int]:
 
 def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str, l1_pid: int, run: int,
                    target: dict[str, Any], variant: str) -> dict[str, float | None]:
-    """One fresh verifier; `variant` is a RAMPART_VERIFIER_WORKERS value, "default", or "baseline"
-    (the verifier of the checkout at --baseline, with its defaults)."""
-    workers, cwd = (variant, None) if variant != "baseline" else ("default", a.baseline)
+    """One fresh verifier; `variant` is a RAMPART_VERIFIER_WORKERS value or "default", either
+    with "@K" to pin the verifier to the machine's first K CPUs (`taskset`), or "baseline" (the
+    verifier of the checkout at --baseline, with its defaults)."""
+    workers, _, cpus = variant.partition("@")
+    workers, cwd = (workers, None) if variant != "baseline" else ("default", a.baseline)
     work = procs.tmp / f"verifier-{run}"
     work.mkdir()
     write_key(work / "key.json", keys["victor"])
@@ -437,6 +484,8 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
         pre = [str(spy), "record", *(["--gil"] if a.py_spy_gil else ["--idle"]), "--subprocesses", "--threads", "--format", "raw", "-r", "100", "-o", str(a.py_spy) + f".{run}", "--"]
     else:
         pre = []
+    if cpus:  # its pool sized for them too (l1_mock.cli_common.usable_cpus)
+        pre = ["taskset", "-c", f"0-{int(cpus) - 1}", *pre]
     cmd = [*pre, sys.executable, *profile, "-m", "verifier.cli", "--l1-url", l1_url, "--db", f"sqlite:///{db}", "--key-file",
            str(work / "key.json"), "run", "--poll-interval", "0.05"]
     before = load()
@@ -491,7 +540,9 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
 
 
 def label(variant: str) -> str:
-    return "baseline" if variant == "baseline" else f"workers {variant}"
+    workers, _, cpus = variant.partition("@")
+    pinned = f" on {cpus} CPU{'s' if cpus != '1' else ''}" if cpus else ""
+    return "baseline" if variant == "baseline" else f"workers {workers}{pinned}"
 
 
 def main() -> None:
@@ -500,13 +551,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1000, help="orders per request (makers, then their takers)")
     p.add_argument("--maker-fills", type=int, default=1, help="trades a maker's order is filled in, by as many "
                    "takers (1: every order fresh in its one trade, two signatures a trade, the worst case)")
+    p.add_argument("--quotes", type=int, default=0, help="quotes a trade placed away from the price and cancelled, "
+                   "as market makers re-quote (0: every order trades)")
     p.add_argument("--clients", type=int, default=2, choices=(1, 2),
                    help="concurrent connections (at most one per market, so requests never fill each other's)")
     p.add_argument("--batch-interval", type=float, default=1.0, help="the sequencer's --batch-interval")
     p.add_argument("--verify-workers", type=int, default=1, help="the sequencer's signature workers")
     p.add_argument("--verifier-workers", default="default",
                    help="RAMPART_VERIFIER_WORKERS for the verifier, or several to compare (1,2: inline, then "
-                        "a pool of two); default: the verifier's own default")
+                        "a pool of two); default: the verifier's own default; VALUE@K pins that verifier to the "
+                        "first K CPUs (default@1,default: how replay scales from one CPU to all)")
     p.add_argument("--verifier-runs", type=int, default=2, help="fresh verifiers timed one after another, "
                    "per --verifier-workers value (values alternate)")
     p.add_argument("--baseline", type=Path, help="also time the verifier of this checkout (e.g. a git worktree "
