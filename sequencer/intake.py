@@ -358,6 +358,15 @@ class Verifier:
         return [loop.create_task(self._on_pool(check_orders, preset, symbols, markets, raws[i:i + chunk]))
                 for i in range(0, len(raws), chunk)]
 
+    async def recover_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """Each (digest, signature)'s signer or None: on the workers in chunks, all started at
+        once, when there are enough of them to pay for the round trip; else inline."""
+        if self.pool is None or len(pairs) < self.inline_below:
+            return [recover_or_none(d, s) for d, s in pairs]
+        parts = await asyncio.gather(*(self._on_pool(_recover_chunk, pairs[i:i + self.chunk])
+                                       for i in range(0, len(pairs), self.chunk)))
+        return [signer for part in parts for signer in part]
+
     async def recover(self, digest: bytes, signature: bytes) -> bytes | None:
         """One signature, batched with the others of this loop turn."""
         if self.pool is None:

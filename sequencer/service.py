@@ -14,7 +14,7 @@ from contracts_spec import eip712, merkle
 from contracts_spec.codec import encode_withdrawal_leaf
 from contracts_spec.crypto import keccak
 from contracts_spec.errors import BadSignature
-from contracts_spec.types import Address, Genesis, Hash32, SignedOrder, WithdrawalLeaf
+from contracts_spec.types import Address, Cancel, Genesis, Hash32, SignedOrder, WithdrawalLeaf
 from sequencer import governance_view, intake
 from sequencer.core import (
     LIFE_NAMES,
@@ -204,42 +204,57 @@ class Service:
 
     async def cancel(self, raw: Any, conn: Any) -> dict[str, Any]:
         self.limits.connection(conn)
-        seq, result = self._cancel_one(raw)
-        if seq:
-            await self._settle(seq)
+        tx = intake.parse_cancel(raw)
+        self.limits.account(tx.account)
+        self._verify(tx.account, lambda: eip712.recover_cancel_signer(self.preset, tx), "cancel")
+        seq, result = self._execute_cancel(tx)
+        await self._settle(seq)
         if isinstance(result, ApiError):
             raise result
         return result
 
     async def cancel_many(self, raws: Any, conn: Any) -> list[dict[str, Any]]:
         """Each cancel answered on its own, as `cancel` answers it or as an error entry; the
-        response waits once, for the last record to be durable (a market maker pulling its quotes
-        does not wait for a journal commit per order)."""
+        signatures recovered on the workers, as the batch endpoint's; the response waits once, for
+        the last record to be durable (a market maker pulling its quotes does not wait for a
+        journal commit per order)."""
         if raws.__class__ is not list:
             raise malformed("cancels must be a list")
         if len(raws) > self.settings.max_batch_orders:
             raise too_large(f"at most {self.settings.max_batch_orders} cancels per request")
         self.limits.connection(conn)
+        parsed: list[Cancel | ApiError] = []
+        for raw in raws:
+            try:
+                parsed.append(intake.parse_cancel(raw))
+            except ApiError as exc:
+                parsed.append(exc)
+        txs = [tx for tx in parsed if isinstance(tx, Cancel)]
+        signers = iter(await self.verifier.recover_many(
+            [(eip712.cancel_digest(self.preset, tx.account, tx.order_id), tx.signature) for tx in txs]))
         results: list[dict[str, Any]] = []
         last = 0
-        for i, raw in enumerate(raws, 1):
+        for i, tx in enumerate(parsed, 1):
             if i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other requests in
-            seq, result = self._cancel_one(raw)
-            last = seq or last
+            if isinstance(tx, ApiError):
+                results.append(error_entry(tx))
+                continue
+            signer = next(signers)
+            try:
+                self.limits.account(tx.account)
+                check_signer(signer, tx.account, "cancel")
+            except ApiError as exc:
+                results.append(error_entry(exc))
+                continue
+            last, result = self._execute_cancel(tx)
             results.append(error_entry(result) if isinstance(result, ApiError) else result)
         if last:
             await self._settle(last)
         return results
 
-    def _cancel_one(self, raw: Any) -> tuple[int, dict[str, Any] | ApiError]:
-        """(the journal record to wait for, 0 when none was written; the answer or the refusal)."""
-        try:
-            tx = intake.parse_cancel(raw)
-            self.limits.account(tx.account)
-            self._verify(tx.account, lambda: eip712.recover_cancel_signer(self.preset, tx), "cancel")
-        except ApiError as exc:
-            return 0, exc
+    def _execute_cancel(self, tx: Cancel) -> tuple[int, dict[str, Any] | ApiError]:
+        """(the journal record to wait for, the answer or the refusal)."""
         outcome = self.core.execute(Kind.CANCEL, _tx_body(tx), (tx,))
         if outcome.reject is not None:
             self._count_reject(str(outcome.reject).lower())

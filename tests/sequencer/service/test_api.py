@@ -170,6 +170,16 @@ def test_batch_cancel_answers_each_cancel(market: Net, trader: Any) -> None:
     assert net.private("alice", "orders") and {o["orderId"]: o["status"] for o in net.private("alice", "orders")}[
         ids[1]] == "open"
     assert "/v1/orders/cancel/batch" in net.http.get("/openapi.json").json()["paths"]
+    # enough of them for the signature workers (a worker checks them in chunks), one forged
+    placed = net.http.post("/v1/orders/batch", json={"orders": [alice.order(False, PRICE + 300 + i, 1)
+                                                                for i in range(70)]}).json()["results"]
+    quotes = [r["orderId"] for r in placed]
+    cancels = [alice.cancel(q) for q in quotes]
+    cancels.insert(35, alice.cancel(quotes[0], key=net.keys["bob"]))
+    results = net.http.post("/v1/orders/cancel/batch", json={"cancels": cancels}).json()["results"]
+    assert [r.get("code") for r in results] == [None] * 35 + ["wrong_signer"] + [None] * 35
+    assert [r["orderId"] for r in results if r["status"] == "ok"] == quotes
+    assert not set(quotes) & {o["orderId"] for o in net.private("alice", "orders") if o["status"] == "open"}
 
 
 def test_cancel_cancel_all_replace_and_privacy(market: Net, trader: Any) -> None:
