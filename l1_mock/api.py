@@ -16,6 +16,7 @@ from l1_mock import errors
 from l1_mock.chain import Chain, parse_address
 from l1_mock.contracts import bridge, escape, games, governance, rollup
 from l1_mock.models import AccountRow, BatchDataRow, BatchRow, CanonicalRow, ChainRow, GameRow
+from l1_mock.openapi_errors import errors_as_answered
 
 
 def get_chain(request: Request) -> Chain:
@@ -28,6 +29,12 @@ ChainDep = Annotated[Chain, Depends(get_chain)]
 def create_app(chain: Chain) -> FastAPI:
     app = FastAPI(title="Rampart base layer (l1_mock)")
     app.state.chain = chain
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return errors_as_answered(documented())  # FastAPI caches the document it built
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(errors.ChainError)
     async def _chain_error(_: Request, exc: errors.ChainError) -> JSONResponse:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts_spec import eip712
+from l1_mock.openapi_errors import errors_as_answered
 from sequencer.errors import ApiError, invalid_request, malformed, too_large
 from sequencer.fastlane import FastLane, Handler, loads
 from sequencer.intake import parse_address, parse_hex
@@ -87,7 +88,7 @@ class Reports(BaseModel):
     reports: list[ReportWire]
 
 
-_DOC_MODELS = (OrderWire, BatchOrders, CancelWire, CancelAllWire, ReplaceWire, WithdrawWire, ReportWire, Reports)
+_DOC_MODELS = (OrderWire, BatchOrders, CancelWire, BatchCancels, CancelAllWire, ReplaceWire, WithdrawWire, ReportWire, Reports)
 
 
 AuthTs = Annotated[str | None, Header(alias="X-Rampart-Timestamp", description="unix seconds, near GET /v1/time")]
@@ -417,6 +418,7 @@ def create_app(node: Any) -> FastLane:
             s = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(s.pop("$defs", {}))
             components[model.__name__] = s
+        errors_as_answered(schema)  # 400 {"error": ...}, as `_validation` answers, never 422
         app.openapi_schema = schema
         return schema
 

@@ -39,6 +39,17 @@ def test_info_blocks_and_time(node: Node) -> None:
     assert c.genesis() == node.genesis
 
 
+def test_the_api_document_says_what_is_answered(node: Node) -> None:
+    """A request that does not validate is a 400 {"error": {"code": "malformed"}}, and the OpenAPI
+    document says so instead of FastAPI's default 422."""
+    r = httpx.get(node.url + "/blocks/latest-ish")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed"
+    spec = httpx.get(node.url + "/openapi.json").json()
+    assert spec["paths"]["/blocks/{number}"]["get"]["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert '"422"' not in httpx.get(node.url + "/openapi.json").text and "Error" in spec["components"]["schemas"]
+
+
 def test_faucet_transfer_and_nonces(node: Node, keys: Keys) -> None:
     alice, bob = node.client(keys["alice"]), node.client(keys["bob"])
     r = alice.faucet(native=5 * NATIVE, usdc=1_000)

@@ -3,6 +3,7 @@ account privacy, withdrawals claimed on the base layer, forced withdrawals, the 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -262,6 +263,13 @@ def test_hyperliquid_shaped_routes_and_docs(market: Net, trader: Any) -> None:
     assert net.http.post("/info", json={"type": "meta"}).json()["universe"][0]["symbol"] == "BTC-USD"
     spec = net.http.get("/openapi.json").json()
     assert "/v1/orders/batch" in spec["paths"] and "OrderWire" in spec["components"]["schemas"]
+    # what is documented is what is answered: a malformed request is a 400 Error, never a 422
+    text = json.dumps(spec)
+    assert '"422"' not in text and "HTTPValidationError" not in text
+    assert spec["paths"]["/v1/markets/{market}/book"]["get"]["responses"]["400"]["content"]["application/json"][
+        "schema"] == {"$ref": "#/components/schemas/Error"}
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    assert refs and refs <= set(spec["components"]["schemas"])  # every reference resolves
     assert net.http.get("/health").json()["status"] == "ok"
     assert net.http.post("/v1/orders", json=alice.order(True, PRICE - 6, 1)).json()["status"] == "ok"  # the fast lane
     metrics = net.http.get("/metrics").text
