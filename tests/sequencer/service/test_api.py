@@ -263,9 +263,13 @@ def test_hyperliquid_shaped_routes_and_docs(market: Net, trader: Any) -> None:
     assert net.http.post("/info", json={"type": "meta"}).json()["universe"][0]["symbol"] == "BTC-USD"
     spec = net.http.get("/openapi.json").json()
     assert "/v1/orders/batch" in spec["paths"] and "OrderWire" in spec["components"]["schemas"]
-    # what is documented is what is answered: a malformed request is a 400 Error, never a 422
+    # what is documented is what is answered: a malformed request is a 400 Error, a POST the rules
+    # refuse a 422 Error
     text = json.dumps(spec)
-    assert '"422"' not in text and "HTTPValidationError" not in text
+    assert "HTTPValidationError" not in text
+    assert spec["paths"]["/v1/orders"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert all("422" not in op["responses"] for path in spec["paths"].values() for m, op in path.items() if m == "get")
     assert spec["paths"]["/v1/markets/{market}/book"]["get"]["responses"]["400"]["content"]["application/json"][
         "schema"] == {"$ref": "#/components/schemas/Error"}
     refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
