@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     print(f"{PROG} listening on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="websockets-sansio")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class Served:
     def __init__(self, app: Any, lifespan: str = "on") -> None:
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan=lifespan, ws="websockets"))
+                                                    lifespan=lifespan, ws="websockets-sansio"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
