@@ -141,7 +141,12 @@ class Node:
             await self.stop()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Journal first: what the first look at the base layer executes (deposits and forced
+        # withdrawals made while we were down, governance, the clock) is an input like any other,
+        # and orders acknowledged after it may rely on it; unjournaled, a restart before the next
+        # snapshot replayed those orders without it (tests/sequencer/service/test_crash.py)
+        self.core.attach(asyncio.get_running_loop())
+        self.journal.start()
         try:
             await asyncio.to_thread(self.stake)
             await self.follower.follow_once()
@@ -150,8 +155,6 @@ class Node:
                 self.follower.l1_away(exc)  # said once; its follow loop says when it answers again
             else:
                 log.warning("base layer not ready at start: %s", exc)
-        self.core.attach(loop)
-        self.journal.start()
         self.hub.reset_books()
         self.tasks = [asyncio.create_task(self.follower.follow(), name="follow"),
                       asyncio.create_task(self.follower.batches(), name="batches"),

@@ -215,3 +215,44 @@ def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, d
         assert fills.get(bytes.fromhex(oid[2:]), 0) == lots
     for oid, lots in fills.items():
         assert core.orders[oid].filled == lots
+
+
+def test_what_the_first_follow_sees_is_journaled_before_orders_rely_on_it(
+        procs: Any, keys: Keys, genesis: Genesis, db: tuple[str, str | None], snapshot_every: int | None) -> None:
+    """Deposits made while the sequencer is down are executed by its first look at the base
+    layer at start-up. They are journaled like any other input, so a kill -9 right after orders
+    that need them were acknowledged (before any snapshot) replays them first: the fill stands."""
+    l1, seq = procs
+    l1.start()
+    for name in NAMES[:2]:  # before the sequencer ever runs
+        with L1Client(l1.url, keys[name]) as c:
+            c.faucet(native=NATIVE, usdc=10_000 * USDC)
+            c.deposit(10_000 * USDC)
+    seq.start()
+    http = httpx.Client(base_url=seq.url, timeout=30)
+    now = int(http.get("/v1/time").json()["time"])
+    reports = [report_wire(genesis, keys[n], BTC, PRICE, now) for n in ORACLE_NAMES[:2]]
+    assert http.post("/v1/oracle/reports", json={"reports": reports}).json()["results"][1]["applied"]
+    maker, taker = Trader(keys, genesis, NAMES[0]), Trader(keys, genesis, NAMES[1])
+    bid = http.post("/v1/orders", json=maker.order(True, PRICE, 3)).json()
+    ask = http.post("/v1/orders", json=taker.order(False, PRICE, 3)).json()
+    assert (bid["status"], ask["status"], [f["lots"] for f in ask["fills"]]) == ("ok", "ok", [3])
+    seq.kill9()
+    seq.start()
+    now = int(http.get("/v1/time").json()["time"])
+    margins = {}
+    for name, placed in ((NAMES[0], bid), (NAMES[1], ask)):
+        r = http.get(f"/v1/accounts/0x{keys.addr(name).hex()}/orders/{placed['orderId']}",
+                     headers=auth(keys, genesis, name, now))
+        assert r.status_code == 200 and r.json()["filled"] == 3, r.text
+        margins[name] = http.get(f"/v1/accounts/0x{keys.addr(name).hex()}/margin",
+                                 headers=auth(keys, genesis, name, now)).json()
+        assert margins[name]["collateral"] > 9_000 * USDC
+    seq.stop()
+    http.close()
+    journal = Journal.open(db[0], db[1])  # the served state is a replay of the journal alone
+    core = recover_core(genesis, journal)
+    for name, served in margins.items():
+        m = core.margin(keys.addr(name))
+        assert (m["collateral"], m["value"]) == (served["collateral"], served["value"])
+    journal.close()
