@@ -320,8 +320,19 @@ def replace(ctx: typer.Context, order_id: str, market: str, side: str, size: str
 
 
 @app.command()
-def cancel(ctx: typer.Context, order_id: str, as_json: JsonOpt = False) -> None:
-    run(ctx, as_json, lambda o: _with(o, lambda t: t.cancel(order_id)), show)
+def cancel(ctx: typer.Context, order_ids: Annotated[list[str], typer.Argument(
+        help="one order id, or several: cancelled in one request, each answered on its own", metavar="ORDER_ID...")],
+        as_json: JsonOpt = False) -> None:
+    """Cancel orders by id."""
+    if len(order_ids) == 1:
+        run(ctx, as_json, lambda o: _with(o, lambda t: t.cancel(order_ids[0])), show)
+        return
+
+    def each(t: Trader) -> list[dict[str, Any]]:
+        return [{"orderId": oid, "status": r["status"], "code": r.get("code", "")}
+                for oid, r in zip(order_ids, t.cancel_many(order_ids), strict=True)]
+
+    run(ctx, as_json, lambda o: _with(o, each), show)
 
 
 @app.command("cancel-all")

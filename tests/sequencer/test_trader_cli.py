@@ -97,6 +97,10 @@ def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
     replaced = cli.ok("replace", resting["orderId"], "BTC-USD", "buy", "0.002", "58000", key="alice")
     assert replaced["replaced"] == resting["orderId"]
     assert cli.ok("cancel", replaced["orderId"], key="alice")["status"] == "ok"
+    quotes = [cli.ok("place", "BTC-USD", "buy", "0.001", str(57000 - i), key="alice")["orderId"] for i in range(2)]
+    pulled = cli.ok("cancel", *quotes, replaced["orderId"], key="alice")  # one request, one answer each
+    assert [(r["orderId"], r["status"], r["code"]) for r in pulled] == [
+        (quotes[0], "ok", ""), (quotes[1], "ok", ""), (replaced["orderId"], "error", "unknown_order")]
     assert cli.ok("cancel-all", key="alice")["status"] == "ok"
     assert cli.ok("orders", "--status", "open", key="alice") == []
 
