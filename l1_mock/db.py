@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from l1_mock.models import Base
@@ -46,8 +47,23 @@ def make_engine(url: str, schema: str | None = None, *, synchronous: str = "NORM
     return engine
 
 
+def create_tables(metadata: MetaData, engine: Engine, attempts: int = 5) -> None:
+    """`metadata.create_all`, safe when another process creates the same tables at the same
+    moment (an operator's `rampart-verifier status` while the daemon starts on a fresh database):
+    the loser of that race is refused ("already exists", or PostgreSQL's duplicate pg_type row)
+    and tries again, finding them there."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            text_ = str(exc).lower()
+            if attempt == attempts - 1 or not ("already exists" in text_ or "duplicate" in text_):
+                raise
+
+
 def create_schema(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    create_tables(Base.metadata, engine)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -186,7 +186,7 @@ class Journal:
     def __init__(self, engine: Engine, group: int = 8192) -> None:
         self.engine = engine
         self.group = group
-        metadata.create_all(engine)
+        l1_db.create_tables(metadata, engine)
         with self.engine.connect() as conn:
             last = conn.execute(select(records.c.seq, records.c.now).order_by(records.c.seq.desc()).limit(1)).first()
         self.next_seq = 1 + (last.seq if last is not None else 0)

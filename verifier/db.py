@@ -146,7 +146,7 @@ class AlertRow(Base):
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
     engine = l1_db.make_engine(url, schema, foreign_keys=False)
-    Base.metadata.create_all(engine)
+    l1_db.create_tables(Base.metadata, engine)
     return engine
 
 

@@ -37,6 +37,7 @@ from contracts_spec.errors import SpecError
 from contracts_spec.state import State
 from contracts_spec.stf import BridgeView, Env
 from contracts_spec.types import Address, BatchData, BatchHeader, Genesis, Hash32, Root
+from l1_mock import db as l1_db
 from l1_mock.client import ClientBridge, GameInfo, L1Client, L1Error
 from verifier.trace import REJECTED, Fault, Trace, TraceMismatch
 
@@ -158,7 +159,7 @@ def make_engine(db_url: str, schema: str | None = None) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    l1_db.create_tables(Base.metadata, engine)
 
 
 def drop_tables(engine: Engine) -> None:
