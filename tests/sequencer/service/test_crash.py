@@ -1,5 +1,5 @@
 """kill -9 of a real `rampart-sequencer` (on a real `rampart-l1`) under load, many times at random
-points, then restarts: every acknowledged order and cancel is there, the served book and accounts
+points, then restarts: every acknowledged order and cancel (single or in a batch) is there, the served book and accounts
 are a replay of the journal, no fill is posted twice, and batches go on from the last posted one.
 Once with the default snapshot interval, once snapshotting every few dozen records, so kills land
 before, during and after snapshots and restarts begin from one.
@@ -127,6 +127,13 @@ def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, d
                     if resp.status_code == 200:
                         with lock:
                             cancelled.add(oid)
+                    continue
+                if len(mine) > 2 and r.random() < 0.1:  # several at once, one wait for the journal
+                    pulled, mine[:] = mine[:3], mine[3:]
+                    resp = client.post("/v1/orders/cancel/batch", json={"cancels": [t.cancel(o) for o in pulled]})
+                    with lock:
+                        cancelled.update(o for o, res in zip(pulled, resp.json()["results"], strict=True)
+                                         if res["status"] == "ok")
                     continue
                 orders = [t.order(r.random() < 0.5, PRICE + r.randint(-20, 20), r.randint(1, 5))
                           for _ in range(r.choice((1, 1, 8)))]
