@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ class Feed:
 
     def __init__(self, net: Net, subscriptions: list[dict[str, Any]]) -> None:
         self.messages: list[dict[str, Any]] = []
-        self.ws = connect(net.seq.url.replace("http", "ws") + "/ws")  # type: ignore[union-attr]
+        self.stack = ExitStack()  # the websockets client, as it wants to be used: a context
+        self.ws = self.stack.enter_context(connect(net.seq.url.replace("http", "ws") + "/ws"))  # type: ignore[union-attr]
         for sub in subscriptions:
             self.ws.send(json.dumps({"op": "subscribe", **sub}))
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -300,5 +302,5 @@ class Feed:
                 and (kind is None or m.get("kind") == kind)]
 
     def close(self) -> None:
-        self.ws.close()
+        self.stack.close()
         self.thread.join(10)
