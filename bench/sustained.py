@@ -234,18 +234,22 @@ def wire(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: i
 
 
 def signed_order(keys: Keys, preset: Any, name: str, market: int, is_buy: bool, price: int, lots: int,
-                 nonce: int) -> tuple[bytes, bytes]:
-    """(the order's JSON, the JSON of its owner's signed cancel)."""
+                 nonce: int) -> tuple[bytes, Order]:
+    """(the signed order's JSON, the order)."""
     account = keys.addr(name)
     o = Order(account, market, is_buy, price, lots, TimeInForce.GTC, False, 0, nonce, 0)  # type: ignore[arg-type]
     so = eip712.sign_order(preset, o, keys[name])
-    order = json.dumps({"account": "0x" + account.hex(), "market": market, "isBuy": is_buy, "price": price,
-                        "lots": lots, "tif": "GTC", "nonce": nonce, "signature": "0x" + so.signature.hex()},
-                       separators=(",", ":")).encode()
-    oid = eip712.order_digest(preset, o)
+    return json.dumps({"account": "0x" + account.hex(), "market": market, "isBuy": is_buy, "price": price,
+                       "lots": lots, "tif": "GTC", "nonce": nonce, "signature": "0x" + so.signature.hex()},
+                      separators=(",", ":")).encode(), o
+
+
+def cancel_wire(keys: Keys, preset: Any, name: str, order: Order) -> bytes:
+    """The JSON of `name`'s signed cancel of `order`."""
+    oid = eip712.order_digest(preset, order)
     cancel = eip712.sign_cancel(preset, keys[name], oid)
-    return order, json.dumps({"account": "0x" + account.hex(), "orderId": "0x" + oid.hex(),
-                              "signature": "0x" + cancel.signature.hex()}, separators=(",", ":")).encode()
+    return json.dumps({"account": "0x" + keys.addr(name).hex(), "orderId": "0x" + oid.hex(),
+                       "signature": "0x" + cancel.signature.hex()}, separators=(",", ":")).encode()
 
 
 def quotes_around(keys: Keys, genesis: Any, r: int, market: int, count: int, nonce: int) -> tuple[list[bytes], list[bytes]]:
@@ -253,12 +257,11 @@ def quotes_around(keys: Keys, genesis: Any, r: int, market: int, count: int, non
     trades, and their cancels: a market maker's orders that never fill."""
     orders, cancels = [], []
     for q in range(count):
-        is_buy = q % 2 == 0
+        is_buy, name = q % 2 == 0, f"bench{(q + r) % ACCOUNTS}"
         price = PRICES[market] + (-1 if is_buy else 1) * (QUOTE_AWAY + q % 1000)
-        order, cancel = signed_order(keys, genesis.preset, f"bench{(q + r) % ACCOUNTS}", market, is_buy, price, 1,
-                                     nonce + q)
+        order, o = signed_order(keys, genesis.preset, name, market, is_buy, price, 1, nonce + q)
         orders.append(order)
-        cancels.append(cancel)
+        cancels.append(cancel_wire(keys, genesis.preset, name, o))
     return orders, cancels
 
 
@@ -309,7 +312,7 @@ async def push(port: int, bodies: list[list[Request]], clients: int) -> tuple[fl
     conns = [await Conn.open(port) for _ in range(clients)]
     counts = {path: [0, 0] for requests in bodies for path, _ in requests}
 
-    async def worker(conn: Conn, mine: list[list[tuple[str, bytes]]]) -> None:
+    async def worker(conn: Conn, mine: list[list[Request]]) -> None:
         for requests in mine:
             for path, body in requests:
                 for r in json.loads(await conn.post(path, body))["results"]:
