@@ -240,15 +240,16 @@ def create_app(node: Any) -> FastLane:
 
     # --- trading: one handler per route, served by the fast lane (fastlane.py); FastAPI documents them ---
 
+    def listed(body: Any, key: str) -> Any:
+        if body.__class__ is not dict or key not in body:
+            raise malformed(f"body must be {{\"{key}\": [...]}}")
+        return body[key]
+
     async def place_batch(body: Any, query: dict[str, str], c: Any) -> dict[str, Any]:
-        if body.__class__ is not dict or "orders" not in body:
-            raise malformed("body must be {\"orders\": [...]}")
-        return {"results": await svc.place_many(body["orders"], parse_stp(query.get("stp")), c)}
+        return {"results": await svc.place_many(listed(body, "orders"), parse_stp(query.get("stp")), c)}
 
     async def cancel_batch(body: Any, query: dict[str, str], c: Any) -> dict[str, Any]:
-        if body.__class__ is not dict or "cancels" not in body:
-            raise malformed("body must be {\"cancels\": [...]}")
-        return {"results": await svc.cancel_many(body["cancels"], c)}
+        return {"results": await svc.cancel_many(listed(body, "cancels"), c)}
 
     trading: dict[str, Handler] = {
         "/v1/orders": lambda body, query, c: svc.place(body, parse_stp(query.get("stp")), c),
