@@ -165,6 +165,27 @@ def group_cpu(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def memory(pid: int) -> tuple[int, int] | None:
+    """(resident bytes now, peak resident bytes) of one process (Linux: /proc/PID/status), None once
+    it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in status.splitlines()) if k in ("VmRSS", "VmHWM")}
+    return kb["VmRSS"] * 1024, kb["VmHWM"] * 1024
+
+
+def growth(before: tuple[int, int] | None, after: tuple[int, int] | None, trades: int) -> str:
+    """What a process's memory did over `trades` trades: its state holds a leaf per filled or
+    cancelled order besides every account, for good."""
+    if before is None or after is None or not trades:
+        return "memory: not read"
+    grown = after[0] - before[0]
+    return (f"memory {before[0] / 2**20:,.0f} -> {after[0] / 2**20:,.0f} MiB resident (peak {after[1] / 2**20:,.0f}), "
+            f"{grown / trades:,.0f} bytes a trade")
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} / {five:.2f} (1 / 5 min, {os.cpu_count()} CPUs)"
@@ -386,6 +407,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     landed = Landed(procs.tmp / "l1.db")
     landed.start()
     beside0 = self_cpu(), group_cpu(l1_pid), group_cpu(seq.pid)
+    mem0 = memory(seq.pid)
     start, acked, counts = asyncio.run(push(seq_port, bodies, a.clients))
     ok, refused = counts["/v1/orders/batch"]
     cancelled, not_cancelled = counts.get("/v1/orders/cancel/batch", [0, 0])
@@ -393,6 +415,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
     settle(http, outputs)
     posted = time.perf_counter()
     client_cpu, l1_cpu, seq_cpu = self_cpu() - beside0[0], group_cpu(l1_pid) - beside0[1], group_cpu(seq.pid) - beside0[2]
+    mem = memory(seq.pid)
     landed.done.set()
     landed.join()
     batches = [b for b in all_batches(http) if b["index"] >= first_index]
@@ -418,7 +441,7 @@ def sequencer_phase(a: argparse.Namespace, procs: Procs, keys: Keys, genesis: An
               f"last's): {seq_steady[1]:,} trades at {seq_steady[0]:,.0f} trades/s posted"
               f"{by_quarter(landed.times, per_batch)}")
     print(f"  the sequencer's CPU, start to stop (setup and its idle time included; the base layer's not): "
-          f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s")
+          f"{cpu:.2f} CPU s = {trades / cpu:,.0f} trades per CPU s; its {growth(mem0, mem, trades)}")
     # The base layer and the load client run on other machines in earnest: what they took from the
     # sequencer's CPUs, the verifiers (phase 2, alone but for the base layer) did not lose
     machine = (posted - start) * (os.cpu_count() or 1)
@@ -495,14 +518,14 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
     cpu0, l1_cpu0 = children_cpu(), group_cpu(l1_pid)
     started = time.perf_counter()
     proc = procs.start(cmd, f"verifier-{run}.log", env, cwd=cwd)
-    ready = None
+    ready, mem0 = None, None
     judged: dict[int, float] = {}  # batch index -> when the node's head reached it
     try:
         while True:
             head, verdicts, trades = db_progress(db)
             mark(judged, head)
             if ready is None and head is not None:
-                ready = time.perf_counter()
+                ready, mem0 = time.perf_counter(), memory(proc.pid)
             if head is not None and head >= target["last_index"]:
                 break
             if set(verdicts) - {"valid", "unverified"}:
@@ -512,6 +535,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
             time.sleep(POLL)
         done = time.perf_counter()
         l1_cpu = group_cpu(l1_pid) - l1_cpu0
+        mem = None if a.py_spy else memory(proc.pid)  # py-spy's own process, not the node's, otherwise
     finally:
         if a.py_spy:  # py-spy writes its file on SIGINT; the node is stopped with the rest of its group
             proc.send_signal(signal.SIGINT)
@@ -531,7 +555,7 @@ def verifier_phase(a: argparse.Namespace, procs: Procs, keys: Keys, l1_url: str,
           f"{done - ready:.2f} s = {rate_ready:,.0f} trades/s ({rate_ready / target['rate']:.2f}x); "
           f"{cpu:.2f} CPU s ({trades / cpu:,.0f} trades per CPU s, {trades / cpu / target['per_cpu']:.2f}x the "
           f"sequencer's), judge_batch {db_judge_seconds(db):.2f} s; the base layer beside it {l1_cpu:.2f} CPU s; "
-          f"status: {verified}; before {before}, after {load()}", flush=True)
+          f"status: {verified}; before {before}, after {load()}; the node's {growth(mem0, mem, trades)}", flush=True)
     ratio_steady = None
     if ver_steady is not None and target["steady"]:
         ratio_steady = ver_steady[0] / target["steady"]
