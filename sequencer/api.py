@@ -167,6 +167,8 @@ def create_app(node: Any) -> FastLane:
     def metrics() -> Response:
         m = node.metrics
         m.sync(svc.core.counters)
+        m.state_records.set(len(node.batcher.state.records))  # a dict's length: safe beside the build thread
+        m.orders_held.set(len(svc.core.orders))
         j = svc.core.journal
         if j is not None:
             m.journal_commits.set(j.commits)

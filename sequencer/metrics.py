@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, open fds, ...
         self.orders = Counter("rampart_orders", "Orders accepted by the engine", registry=r)
         self.fills = Counter("rampart_fills", "Fills matched", registry=r)
         self.rejects = Counter("rampart_rejects", "Requests refused, by reason", ["reason"], registry=r)
@@ -27,6 +28,11 @@ class Metrics:
         self.l1_up.set(1)
         self.games = Gauge("rampart_games", "Dispute games against our batches, by state", ["state"], registry=r)
         self.journal_commits = Gauge("rampart_journal_commits", "Journal commits so far", registry=r)
+        self.state_records = Gauge("rampart_state_records", "Leaves of the rollup state the batcher holds in memory: "
+                                   "accounts, positions, markets, and one per order ever filled or cancelled",
+                                   registry=r)
+        self.orders_held = Gauge("rampart_orders_held", "Orders the API can show (every order accepted since "
+                                 "genesis, open or not), held in memory", registry=r)
         self.journal_records = Gauge("rampart_journal_records", "Journal records committed so far", registry=r)
         self.ws_dropped = Counter("rampart_ws_dropped", "WebSocket clients dropped for falling behind", registry=r)
         self.dropped_txs = Counter("rampart_batch_dropped_txs", "Engine outputs the spec refused (never posted)",

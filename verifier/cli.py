@@ -198,7 +198,7 @@ def run(
             if settings.metrics_port is not None:
                 try:
                     served = MetricsServer(settings.metrics_host, settings.metrics_port, node.sessions,
-                                           settings.l1_url, node.address)
+                                           settings.l1_url, node.address, node.state_records)
                     err.print(f"metrics at http://{settings.metrics_host}:{served.port}/metrics")
                 except OSError as exc:  # watching matters more than being watched: verify all the same
                     err.print(f"[bold red]warning:[/] metrics not served on {settings.metrics_host}:"

@@ -5,16 +5,19 @@ games by outcome, the bond, alerts raised, and running totals whose rate is the 
 Every figure is read at scrape time, from the node's database (which the node commits batch by
 batch) and from the base layer: the node's hot path does no bookkeeping for it, and a scrape
 never sees a figure the database does not hold. When the base layer does not answer, the
-database's figures are still served, with `rampart_verifier_l1_up 0`.
+database's figures are still served, with `rampart_verifier_l1_up 0`. Served by a running node,
+the process's own figures come along (`process_resident_memory_bytes`, CPU seconds, open files) with
+the leaves of the state it holds in memory, which grows by one for every order ever filled or
+cancelled.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import start_http_server
+from prometheus_client import ProcessCollector, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,8 +32,9 @@ class NodeMetrics(Collector):
     """One verifier's metrics, collected on each scrape (scrapes are serialised)."""
 
     def __init__(self, sessions: sessionmaker[Session], l1_url: str, address: str | None,
-                 timeout: float = 5.0) -> None:
-        self.sessions, self.address = sessions, address
+                 timeout: float = 5.0, state_records: Callable[[], int | None] | None = None) -> None:
+        """`state_records`: how many leaves the node's state holds now (None: none loaded yet)."""
+        self.sessions, self.address, self.state_records = sessions, address, state_records
         self.client = L1Client(l1_url, timeout=timeout)  # our own: the node's is its thread's
         self.lock = threading.Lock()
 
@@ -76,6 +80,10 @@ class NodeMetrics(Collector):
         yield labelled("games", "Our games by outcome, and others' open games we watch", "state", games)
         yield labelled("alerts", "Alerts raised so far, by kind", "kind", totals["alerts"])
         yield gauge("checkpoints", "State checkpoints stored", local["checkpoints"])
+        held = self.state_records() if self.state_records is not None else None
+        if held is not None:
+            yield gauge("state_records", "Leaves of the verified head's state held in memory: accounts, positions, "
+                        "markets, and one per order ever filled or cancelled", held)
         yield gauge("trades_verified", "Trades in batches verified valid (its rate is the replay speed)",
                     totals["trades_verified"])
         yield gauge("verify_seconds", "Seconds spent judging the batches verified valid", totals["verify_seconds"])
@@ -94,10 +102,11 @@ class MetricsServer:
     """`NodeMetrics` served over HTTP (GET /metrics) from a daemon thread, until `close`."""
 
     def __init__(self, host: str, port: int, sessions: sessionmaker[Session], l1_url: str,
-                 address: str | None) -> None:
-        self.metrics = NodeMetrics(sessions, l1_url, address)
+                 address: str | None, state_records: Callable[[], int | None] | None = None) -> None:
+        self.metrics = NodeMetrics(sessions, l1_url, address, state_records=state_records)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.metrics)
+        ProcessCollector(registry=self.registry)
         self.server, self.thread = start_http_server(port, host, self.registry)
         self.port = self.server.server_port
 

@@ -469,6 +469,11 @@ class Node:
     def env(self, header: BatchHeader) -> Env:
         return Env(self.preset, Seconds(header.time), self.bridge)
 
+    def state_records(self) -> int | None:
+        """Leaves of the head state held in memory, None before it is loaded (read from any thread)."""
+        state = self.state
+        return None if state is None else len(state.records)
+
     def head_state(self) -> State:
         if self.state is None:
             with self.sessions() as s:

@@ -145,6 +145,8 @@ def test_run_serves_metrics_over_http(world: World) -> None:
             time.sleep(0.05)
         assert got[m("verified_head_index")] == 1 and got[m("batches", verdict="valid")] == 2
         assert got[m("lag_batches")] == 0 and got[m("l1_up")] == 1
+        # the process and the state it holds, served by the running node only
+        assert got[m("state_records")] > 3 and got[("process_resident_memory_bytes", ())] > 10 * 2**20
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)

@@ -284,6 +284,17 @@ def test_hyperliquid_shaped_routes_and_docs(market: Net, trader: Any) -> None:
     assert answered is not None and float(answered.group(1)) >= 1  # the fast lane's answers are timed
     assert "rampart_event_loop_lag_seconds_bucket" in metrics
 
+    def value(name: str) -> float:
+        found = re.search(rf"^{name} (\S+)$", metrics, re.M)
+        assert found is not None, name
+        return float(found.group(1))
+
+    # what the process holds, for an operator watching it grow: every order the API can show, the
+    # state's leaves (accounts, positions, markets, configs: more than the genesis' few), its memory
+    assert value("rampart_orders_held") == len(net.node.core.orders) >= 1
+    assert value("rampart_state_records") == len(net.node.batcher.state.records) > 3
+    assert value("process_resident_memory_bytes") > 10 * 2**20
+
 
 def test_limits_per_account_and_connection(net_factory: Any, trader: Any) -> None:
     net = net_factory(account_rate=1e-9, account_burst=2, max_open_orders=1)
