@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import httpx
 from contracts_spec import eip712
 from contracts_spec.params import genesis_to_json
 from contracts_spec.types import Order, TimeInForce
+from harness.procs import free_port
 from l1_mock.client import L1Client
 from sequencer.scenario import ORACLE_NAMES, Keys, dev_genesis
 
@@ -51,12 +51,6 @@ async def parse_only(request: Request) -> dict:
     body = json.loads(await request.body())
     return {"status": "ok", "account": body["account"]}
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(cmd: list[str], url: str, probe: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

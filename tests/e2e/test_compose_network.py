@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from contracts_spec import eip712
 from contracts_spec.crypto import address_of_private_key, private_key_from_seed
 from contracts_spec.params import genesis_from_json
 from contracts_spec.types import Order, TimeInForce
+from harness.procs import free_port
 from l1_mock.client import L1Client
 
 PG_URL = os.environ.get("RAMPART_TEST_PG")
@@ -40,12 +40,6 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="RAMPART_TEST_PG is not set (
 BOUND = 180.0  # seconds any one wait may take before the test gives up (not a timing assertion)
 STOP_GRACE = 10.0  # what `docker compose down` waits before it kills
 USDC = 10**6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], what: str, bound: float = BOUND) -> Any:

@@ -4,7 +4,6 @@ SQLite and, when RAMPART_TEST_PG is set, on PostgreSQL in a fresh schema per tes
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from contracts_spec.params import DEV, genesis_to_json
 from contracts_spec.types import Genesis, Preset
+from harness.procs import free_port
 from l1_mock.api import create_app
 from l1_mock.chain import Chain
 from l1_mock.client import L1Client
@@ -28,12 +28,6 @@ from sequencer.scenario import Keys, dev_genesis
 PG_URL = os.environ.get("RAMPART_TEST_PG")
 T0 = 1_700_000_000
 NATIVE = 10**18
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -6,7 +6,6 @@ RAMPART_TEST_PG is set, on PostgreSQL in fresh schemas. Time moves only by the c
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from sqlalchemy import create_engine, text
 from contracts_spec import eip712
 from contracts_spec.params import genesis_to_json
 from contracts_spec.types import Genesis
+from harness.procs import free_port
 from l1_mock.client import L1Client
 from sequencer.scenario import ORACLE_NAMES, Keys, dev_genesis
 from sequencer.trader_client import Trader
@@ -32,12 +32,6 @@ USDC = 10**6
 NATIVE = 10**18
 BTC = 0
 PRICE = 600_000  # 60,000.0 in ticks of 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], what: str, bound: float = 60.0) -> Any:

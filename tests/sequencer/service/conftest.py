@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from websockets.sync.client import connect
 
 from contracts_spec import eip712
 from contracts_spec.types import Genesis, Order, TimeInForce
+from harness.procs import free_port
 from l1_mock.api import create_app as create_l1_app
 from l1_mock.chain import Chain
 from l1_mock.client import L1Client
@@ -41,12 +41,6 @@ T0 = 1_700_000_000
 NATIVE = 10**18
 USDC = 10**6
 BTC = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], what: str, bound: float = 60.0) -> Any:
