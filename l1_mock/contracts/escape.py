@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contracts_spec import dispute, escape
+from contracts_spec import escape
 from contracts_spec.types import Genesis
 from l1_mock import errors
 from l1_mock.chain import Ctx, credit, method
 from l1_mock.contracts.args import AddressHex, Args, HexBytes, NoArgs, Uint
-from l1_mock.contracts.rollup import genesis_root, get_freeze, is_valid
+from l1_mock.contracts.rollup import genesis_root, get_freeze, last_final_batch
 from l1_mock.envelope import hex0x, unhex
 from l1_mock.models import (
     BatchRow,
@@ -51,26 +51,6 @@ def freeze_reason(liveness: escape.Liveness, genesis: Genesis) -> str | None:
     if escape.is_freeze_allowed(liveness, genesis.preset):
         return "no_batch"
     return None
-
-
-def last_final_batch(s: Session, chain: ChainRow, genesis: Genesis, now: int) -> BatchRow | None:
-    """The highest batch of the valid chain that is final now (None: none is, the genesis root).
-
-    One walk down to the first batch known final, then finality up from there: O(pending).
-    """
-    pending: list[BatchRow] = []
-    row = s.get(BatchRow, chain.head_batch_id) if chain.head_batch_id is not None else None
-    while row is not None and not row.final:
-        pending.append(row)
-        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
-    last = row
-    for b in reversed(pending):
-        if not dispute.is_final(b.posted_time, now, genesis.preset, b.open_games, b.lost,
-                                not is_valid(s, chain, b), True):
-            break
-        b.final = True
-        last = b
-    return last
 
 
 # --- methods ----------------------------------------------------------------------------------

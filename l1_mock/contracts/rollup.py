@@ -106,13 +106,20 @@ def invalidate(ctx: Ctx, batch: BatchRow) -> None:
 
 
 def is_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, now: int) -> bool:
-    """Final: valid, window passed, no open game, none lost, and the parent final. Walks back only
-    over ancestors not yet known final (those inside their window)."""
+    """Final: valid, window passed, no open game, none lost, and the parent final. The batch's own
+    terms first (a batch inside its window answers at once), then a walk back only over ancestors
+    not yet known final: posting caches finality (`last_final_batch`), so that walk spans at most
+    the batches posted within about a window, never the chain since genesis."""
     freeze = get_freeze(s)
     if freeze is not None:
         return escape.is_final_after_freeze(is_valid(s, chain, batch), batch.index, freeze.index)
+    if batch.final:
+        return True
+    if not dispute.is_final(batch.posted_time, now, genesis.preset, batch.open_games, batch.lost,
+                            not is_valid(s, chain, batch), True):
+        return False
     pending: list[BatchRow] = []
-    row: BatchRow | None = batch
+    row = s.get(BatchRow, batch.parent_id) if batch.parent_id is not None else None
     while row is not None and not row.final:
         pending.append(row)
         row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
@@ -134,6 +141,27 @@ def mark_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, n
         row.final = True
         row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
     return True
+
+
+def last_final_batch(s: Session, chain: ChainRow, genesis: Genesis, now: int) -> BatchRow | None:
+    """The highest batch of the valid chain that is final now (None: none is, the genesis root),
+    caching the answer on it and its ancestors (only inside a transaction).
+
+    One walk down to the first batch known final, then finality up from there: O(pending).
+    """
+    pending: list[BatchRow] = []
+    row = s.get(BatchRow, chain.head_batch_id) if chain.head_batch_id is not None else None
+    while row is not None and not row.final:
+        pending.append(row)
+        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
+    last = row
+    for b in reversed(pending):
+        if not dispute.is_final(b.posted_time, now, genesis.preset, b.open_games, b.lost,
+                                not is_valid(s, chain, b), True):
+            break
+        b.final = True
+        last = b
+    return last
 
 
 def batch_status(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, now: int) -> str:
@@ -186,6 +214,9 @@ def post_batch(ctx: Ctx, args: PostArgs) -> dict[str, Any]:
         header = codec.decode_header(args.header)
     except DecodeError as exc:
         raise errors.Malformed(f"bad header: {exc}") from exc
+    # Cache the finality the chain has reached: every read of a batch (is_final) then walks back
+    # only over the batches since, not over the whole chain once per read
+    last_final_batch(ctx.s, ctx.chain, ctx.genesis, ctx.time)
     queues = ChainQueueTimes(ctx.s)
     posting = dispute.verify_batch(preset, header, args.data, args.globals_proof,
                                    get_parent(ctx.s, ctx.chain, ctx.genesis), ctx.time,

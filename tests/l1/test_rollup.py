@@ -82,6 +82,42 @@ def test_post_batches_finality_and_data(world: World) -> None:
     assert names.count("BatchPosted") == 2 and names.count("Deposited") == 2
 
 
+def test_reading_a_batch_costs_the_same_however_long_the_chain(world: World) -> None:
+    """Finality is cached as batches are posted: a batch's status walks back only over the batches
+    not yet known final, never the whole chain once per read (that made every poll of the base
+    layer O(chain) and a long-lived network's base layer busy with nothing else)."""
+    from sqlalchemy import event
+
+    c, engine = world.seq_client, world.node.chain.engine  # type: ignore[union-attr]
+    statements = [0]
+
+    def count(*_: Any) -> None:
+        statements[0] += 1
+
+    def cost_of_reading(batch_id: int) -> int:
+        c.batch(batch_id)  # warm: the first read of a route may load more than the next
+        before = statements[0]
+        view = c.batch(batch_id)
+        assert view["status"] == "final"
+        return statements[0] - before
+
+    def grow(batches: int) -> int:
+        for _ in range(batches):
+            bid = world.seq.post(world.seq.build())
+        c.increase_time(DEV.challenge_window + 1)
+        world.seq.post(world.seq.build())  # posting caches what became final meanwhile
+        c.increase_time(DEV.challenge_window + 1)
+        return bid
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        short = cost_of_reading(grow(5))
+        long = cost_of_reading(grow(40))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert long <= short, (short, long)
+
+
 # --- posting refusals ---------------------------------------------------------------------------
 
 
