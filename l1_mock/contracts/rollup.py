@@ -105,6 +105,21 @@ def invalidate(ctx: Ctx, batch: BatchRow) -> None:
              head_batch_id=ctx.chain.head_batch_id)
 
 
+def _final_given(s: Session, chain: ChainRow, genesis: Genesis, b: BatchRow, now: int, parent_final: bool) -> bool:
+    return dispute.is_final(b.posted_time, now, genesis.preset, b.open_games, b.lost, not is_valid(s, chain, b),
+                            parent_final)
+
+
+def _not_known_final(s: Session, row: BatchRow | None) -> tuple[list[BatchRow], BatchRow | None]:
+    """`row` and its ancestors down to the first one known final, newest first, and that one
+    (None: they go down to genesis)."""
+    pending: list[BatchRow] = []
+    while row is not None and not row.final:
+        pending.append(row)
+        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
+    return pending, row
+
+
 def is_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, now: int) -> bool:
     """Final: valid, window passed, no open game, none lost, and the parent final. The batch's own
     terms first (a batch inside its window answers at once), then a walk back only over ancestors
@@ -115,18 +130,12 @@ def is_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, now
         return escape.is_final_after_freeze(is_valid(s, chain, batch), batch.index, freeze.index)
     if batch.final:
         return True
-    if not dispute.is_final(batch.posted_time, now, genesis.preset, batch.open_games, batch.lost,
-                            not is_valid(s, chain, batch), True):
+    if not _final_given(s, chain, genesis, batch, now, True):
         return False
-    pending: list[BatchRow] = []
-    row = s.get(BatchRow, batch.parent_id) if batch.parent_id is not None else None
-    while row is not None and not row.final:
-        pending.append(row)
-        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
+    parent = s.get(BatchRow, batch.parent_id) if batch.parent_id is not None else None
     parent_final = True
-    for b in reversed(pending):
-        parent_final = dispute.is_final(b.posted_time, now, genesis.preset, b.open_games, b.lost,
-                                        not is_valid(s, chain, b), parent_final)
+    for b in reversed(_not_known_final(s, parent)[0]):
+        parent_final = _final_given(s, chain, genesis, b, now, parent_final)
         if not parent_final:
             return False
     return True
@@ -136,10 +145,8 @@ def mark_final(s: Session, chain: ChainRow, genesis: Genesis, batch: BatchRow, n
     """is_final, caching the answer on the batch and its ancestors (only inside a transaction)."""
     if not is_final(s, chain, genesis, batch, now):
         return False
-    row: BatchRow | None = batch
-    while row is not None and not row.final:
+    for row in _not_known_final(s, batch)[0]:
         row.final = True
-        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
     return True
 
 
@@ -149,15 +156,10 @@ def last_final_batch(s: Session, chain: ChainRow, genesis: Genesis, now: int) ->
 
     One walk down to the first batch known final, then finality up from there: O(pending).
     """
-    pending: list[BatchRow] = []
-    row = s.get(BatchRow, chain.head_batch_id) if chain.head_batch_id is not None else None
-    while row is not None and not row.final:
-        pending.append(row)
-        row = s.get(BatchRow, row.parent_id) if row.parent_id is not None else None
-    last = row
+    head = s.get(BatchRow, chain.head_batch_id) if chain.head_batch_id is not None else None
+    pending, last = _not_known_final(s, head)
     for b in reversed(pending):
-        if not dispute.is_final(b.posted_time, now, genesis.preset, b.open_games, b.lost,
-                                not is_valid(s, chain, b), True):
+        if not _final_given(s, chain, genesis, b, now, True):
             break
         b.final = True
         last = b
