@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from contracts_spec.state import State
 from contracts_spec.types import WithdrawalLeaf
 from l1_mock.client import L1Client
 
@@ -290,9 +291,11 @@ def test_hyperliquid_shaped_routes_and_docs(market: Net, trader: Any) -> None:
         return float(found.group(1))
 
     # what the process holds, for an operator watching it grow: every order the API can show, the
-    # state's leaves (accounts, positions, markets, configs: more than the genesis' few), its memory
+    # state's leaves, its memory. Read while batches are built beside it: the state only grows here,
+    # so the figure lies between the genesis state's and the state's a moment after the scrape
     assert value("rampart_orders_held") == len(net.node.core.orders) >= 1
-    assert value("rampart_state_records") == len(net.node.batcher.state.records) > 3
+    genesis_records = len(State.from_genesis(net.genesis).records)
+    assert genesis_records <= value("rampart_state_records") <= len(net.node.batcher.state.records)
     assert value("process_resident_memory_bytes") > 10 * 2**20
 
 
