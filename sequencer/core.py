@@ -145,6 +145,18 @@ class BatchInfo:
     withdrawal_count: int = 0
 
 
+def final_count(batches: list[BatchInfo], known: int = 0) -> int:
+    """How many of `batches`, from the first, are final; `known`: a count found earlier, for the
+    list as it was (batches become final in order and stay final, so the walk resumes there; a
+    list rebuilt since, whose batch before `known` is not final, is walked from the start)."""
+    n = min(known, len(batches))
+    if n and batches[n - 1].status != "final":
+        n = 0
+    while n < len(batches) and batches[n].status == "final":
+        n += 1
+    return n
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one input did: the engine's verdict and what it emitted."""

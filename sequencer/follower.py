@@ -22,7 +22,7 @@ from contracts_spec import codec
 from contracts_spec.types import Address, Atoms, ForcedEntry
 from l1_mock.client import L1Client, L1Error
 from sequencer.batcher import Batcher, Built
-from sequencer.core import BatchInfo, Core, Kind, encode_governance, encode_queue
+from sequencer.core import BatchInfo, Core, Kind, encode_governance, encode_queue, final_count
 from sequencer.governance_view import effective_changes, read_queue
 from sequencer.journal import BatchRow
 from sequencer.rollback import Corrections, compute_corrections, encode_corrections
@@ -56,14 +56,8 @@ class Follower:
         """How many of our batches, from the first, are final: batches become final in order and
         never stop being final, so each poll looks only at the ones after (a poll that scanned
         every batch since genesis cost ~40 ms of the serving thread after a day of batches)."""
-        batches = self.core.batches
-        n = min(self._final_prefix, len(batches))
-        if n and batches[n - 1].status != "final":  # the list was rebuilt (a snapshot restored)
-            n = 0
-        while n < len(batches) and batches[n].status == "final":
-            n += 1
-        self._final_prefix = n
-        return n
+        self._final_prefix = final_count(self.core.batches, self._final_prefix)
+        return self._final_prefix
 
     # --- following ---------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from contracts_spec.types import Genesis
 from sequencer import core as core_module
 from sequencer import rollback as rollback_module
 from sequencer.batcher import Batcher, Built
-from sequencer.core import BatchInfo, Core
+from sequencer.core import BatchInfo, Core, final_count
 from sequencer.journal import BatchRow, Journal, SnapshotRow
 
 log = logging.getLogger("rampart.snapshot")
@@ -114,13 +114,6 @@ def dumps(picture: dict[str, Any]) -> bytes:
 # --- taking ----------------------------------------------------------------------------------------
 
 
-def _final_count(batches: list[BatchInfo]) -> int:
-    n = 0
-    while n < len(batches) and batches[n].status == "final":
-        n += 1
-    return n
-
-
 def _final_mark(batcher: Batcher, final: int) -> int:
     """The undo-log position of the state after the first `final` batches."""
     if final < len(batcher.core.batches):
@@ -134,7 +127,7 @@ def picture(core: Core, batcher: Batcher, now: int, own_state: bool) -> dict[str
     """What a snapshot stores, from the live core and batcher (call it with batcher.lock held, or in
     a forked child). `own_state`: the batcher's state may be rolled back in place (a child's copy)."""
     fields = core.snapshot_fields()
-    final = _final_count(core.batches)
+    final = final_count(core.batches)
     fields["batches"] = core.batches[:final]
     fields["lost_batches"] = []  # the node reloads them from the journal
     fields["now"] = now  # the newest record's time, as a replay leaves it (not the follower's clock)
@@ -238,7 +231,7 @@ def _fork_dump(core: Core, batcher: Batcher, now: int) -> tuple[int, int]:
 
 
 def _child(core: Core, batcher: Batcher, now: int, fd: int) -> int:
-    final = _final_count(core.batches)
+    final = final_count(core.batches)
     shot = picture(core, batcher, now, own_state=True)
     # Verify the state is the one after the final batches (a build just done but not yet accepted
     # on the loop would be in it too): taken again later if not
