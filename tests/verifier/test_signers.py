@@ -18,6 +18,7 @@ from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address
 from contracts_spec.types import BatchData, Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
+from verifier import signers as signers_module
 from verifier.signers import Pending, Signers, default_pool_size, derive_encoded
 
 keys = Keys("signers-")
@@ -165,3 +166,52 @@ def test_the_orders_root_leaves_come_along(where: str, from_data: bool, pooled: 
     pending = s.submit(orders, codec.signed_order_encodings(body) if from_data else None)
     assert pending.result() == expected(orders)
     assert pending.leaves() == [codec.signed_order_hash(so) for so in orders]
+
+
+@pytest.fixture
+def no_keys_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("verifier.signers._PUBLIC_KEYS", {})
+
+
+def counting_recoveries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real = signers_module.recover_public_key
+
+    def counted(digest: bytes, signature: bytes) -> bytes:
+        calls[0] += 1
+        return real(digest, signature)
+
+    monkeypatch.setattr(signers_module, "recover_public_key", counted)
+    return calls
+
+
+def test_orders_of_accounts_seen_before_are_checked_together(no_keys_known: None,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first batch recovers every order and learns the traders' keys (not mallory's, who
+    signed in t1's name); the next one's orders by those traders are checked together."""
+    first = batch(0, 80)
+    calls = counting_recoveries(monkeypatch)
+    derive_encoded(PRESET, [codec.encode_signed_order(so) for so in first])
+    assert calls[0] == 80
+    assert sorted(signers_module._PUBLIC_KEYS) == sorted(keys.addr(f"t{i}") for i in range(4))
+    honest = [order(f"t{i % 4}", i) for i in range(1000, 1080)] + [order("newcomer", 7)]
+    got = derive_encoded(PRESET, [codec.encode_signed_order(so) for so in honest])
+    assert calls[0] == 81  # the newcomer alone
+    ids, signers = expected(honest)
+    assert [(oid, signer) for oid, signer, _ in got] == [(ids[i], signers[i]) for i in range(len(honest))]
+    assert keys.addr("newcomer") in signers_module._PUBLIC_KEYS
+
+
+@pytest.mark.parametrize("bad", ["forged", "junk"])
+def test_one_bad_order_among_them_sends_each_to_recovery(bad: str, no_keys_known: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    derive_encoded(PRESET, [codec.encode_signed_order(so) for so in batch(0, 8)])
+    orders = [order(f"t{i % 4}", i) for i in range(2000, 2080)]
+    orders[40] = (order("t0", 2040, signer="mallory") if bad == "forged"
+                  else replace(orders[40], signature=orders[40].signature[:64] + b"\x1d"))
+    calls = counting_recoveries(monkeypatch)
+    got = derive_encoded(PRESET, [codec.encode_signed_order(so) for so in orders])
+    assert calls[0] == len(orders)
+    ids, signers = expected(orders)
+    assert [(oid, signer) for oid, signer, _ in got] == [(ids[i], signers.get(i)) for i in range(80)]
+    assert got[40][1] == (keys.addr("mallory") if bad == "forged" else None)
