@@ -139,9 +139,11 @@ class BatchOrders:
     `signers` and `ids` let intake hand over what it already computed (the sequencer checks
     every signature and derives every order id when an order arrives); anything not handed
     over is computed here. A handed-over id must be `eip712.order_digest` of that order.
+    `recovered` does the same for the transactions' signed messages (cancels): (digest,
+    signature) -> `recover_address(digest, signature)`, as a verifier derives them ahead.
     """
 
-    __slots__ = ("orders", "preset", "_ids", "_signers")
+    __slots__ = ("orders", "preset", "_ids", "_signers", "_recovered")
 
     def __init__(
         self,
@@ -149,6 +151,7 @@ class BatchOrders:
         preset: Preset,
         signers: Mapping[int, Address] | None = None,
         ids: Mapping[int, Hash32] | None = None,
+        recovered: Mapping[tuple[bytes, bytes], Address] | None = None,
     ) -> None:
         self.orders: Mapping[int, SignedOrder] = (
             orders if isinstance(orders, Mapping) else dict(enumerate(orders))
@@ -156,6 +159,12 @@ class BatchOrders:
         self.preset = preset
         self._ids: dict[int, Hash32] = dict(ids or {})
         self._signers: dict[int, Address] = dict(signers or {})
+        self._recovered: Mapping[tuple[bytes, bytes], Address] = recovered or {}
+
+    def recover(self, digest: Hash32, signature: bytes) -> Address:
+        """`recover_address(digest, signature)`, unless it was handed over."""
+        signer = self._recovered.get((digest, signature))
+        return signer if signer is not None else recover_address(digest, signature)
 
     def get(self, index: int) -> SignedOrder:
         # Verify the index names an order of the batch
@@ -194,15 +203,17 @@ def apply_batch(
     env: Env,
     signers: Mapping[int, Address] | None = None,
     ids: Mapping[int, Hash32] | None = None,
+    recovered: Mapping[tuple[bytes, bytes], Address] | None = None,
 ) -> None:
     """Apply every transaction of a batch, in order; on any rejection nothing is changed.
 
-    `signers` and `ids` are what intake already derived per order index (see BatchOrders).
+    `signers` and `ids` are what intake already derived per order index, `recovered` the
+    signers of transactions' messages (see BatchOrders).
     """
     # Verify the batch is within the preset's bounds
     if len(data.txs) > env.preset.max_batch_txs:
         raise InvalidBatch(f"{len(data.txs)} transactions exceed the preset's {env.preset.max_batch_txs}")
-    orders = BatchOrders(data.orders, env.preset, signers, ids)
+    orders = BatchOrders(data.orders, env.preset, signers, ids, recovered)
     mark = len(state.undo)
     try:
         for tx in data.txs:
@@ -422,7 +433,7 @@ def process_apply_governance(state: State, tx: ApplyGovernance, orders: BatchOrd
 
 def process_cancel(state: State, tx: Cancel, orders: BatchOrders, env: Env) -> None:
     # Verify the cancel is signed by the account that owns the order slot it writes
-    if eip712.recover_cancel_signer(env.preset, tx) != tx.account:
+    if orders.recover(eip712.cancel_digest(env.preset, tx.account, tx.order_id), tx.signature) != tx.account:
         raise WrongSigner("cancel not signed by the account")
     status = state.order_status(tx.account, tx.order_id)
     if not status.cancelled:
@@ -431,7 +442,8 @@ def process_cancel(state: State, tx: Cancel, orders: BatchOrders, env: Env) -> N
 
 def process_cancel_all(state: State, tx: CancelAll, orders: BatchOrders, env: Env) -> None:
     # Verify the cancel-all is signed by the account
-    if eip712.recover_cancel_all_signer(env.preset, tx) != tx.account:
+    digest = eip712.cancel_all_digest(env.preset, tx.account, tx.nonce_floor)
+    if orders.recover(digest, tx.signature) != tx.account:
         raise WrongSigner("cancel-all not signed by the account")
     account = state.account(tx.account)
     # Verify the floor rises (a replayed cancel-all is refused)

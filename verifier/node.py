@@ -177,6 +177,9 @@ class Prepared:
     def leaves(self) -> list[Hash32] | None:
         return self.signers.leaves() if self.signers is not None else None
 
+    def recovered(self) -> dict[tuple[bytes, bytes], Address]:
+        return self.signers.recovered() if self.signers is not None else {}
+
     def cancel(self) -> None:
         if self.signers is not None:
             self.signers.cancel()
@@ -458,7 +461,7 @@ class Node:
             body, encodings = decode_body_and_orders(self.client.batch_data(row.data_hash), self.preset.max_batch_txs)
         except DecodeError as exc:  # the base layer refuses such data: a wrong batch all the same
             return Prepared(row.batch_id, None, None, exc, None)
-        return Prepared(row.batch_id, header, body, None, self.signers.submit(body.orders, encodings))
+        return Prepared(row.batch_id, header, body, None, self.signers.submit(body.orders, encodings, body.txs))
 
     def load_body(self, row: BatchRow) -> tuple[BatchHeader, BatchData]:
         """The batch's header and its data, from the base layer's data availability only."""
@@ -494,7 +497,8 @@ class Node:
         else:
             ids, signers = job.result()
             try:
-                verdict = judge_batch(state, job.header, job.body, self.env(job.header), ids, signers, job.leaves())
+                verdict = judge_batch(state, job.header, job.body, self.env(job.header), ids, signers, job.leaves(),
+                                      job.recovered())
             except StateMismatch:
                 self.state = None  # never judge from a state we cannot trust: reload it, try again
                 raise

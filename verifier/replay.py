@@ -61,10 +61,12 @@ def judge_batch(
     ids: Mapping[int, Hash32] | None = None,
     signers: Mapping[int, Address] | None = None,
     order_leaves: Sequence[Hash32] | None = None,
+    recovered: Mapping[tuple[bytes, bytes], Address] | None = None,
 ) -> Verdict:
     """Apply the batch to `state` and judge its header. A valid batch leaves `state` at its post-
     state; an invalid one leaves `state` exactly as it was. `order_leaves`: each order's
-    `codec.signed_order_hash`, when derived already (verifier/signers.py)."""
+    `codec.signed_order_hash`, and `recovered` the signers of its cancels, when derived already
+    (verifier/signers.py)."""
     started = time.perf_counter()
     trades = count_trades(body)
     pre_root = state.root()
@@ -86,7 +88,7 @@ def judge_batch(
         return Verdict(False, None, mismatch, trades=trades, seconds=time.perf_counter() - started)
     mark = len(state.undo)
     try:
-        apply_batch(state, body, env, signers, ids)
+        apply_batch(state, body, env, signers, ids, recovered)
     except (InvalidTransaction, InvalidBatch) as exc:
         index, error = find_rejection(state, body, env, exc)
         claimed = "0x" + header.post_root.hex()

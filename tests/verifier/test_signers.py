@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from contracts_spec import codec, eip712
-from contracts_spec.crypto import recover_address
-from contracts_spec.types import BatchData, Order, SignedOrder, TimeInForce
+from contracts_spec.crypto import recover_address, sign_digest
+from contracts_spec.types import BatchData, Cancel, CancelAll, Order, SignedOrder, TimeInForce
 from sequencer.scenario import Keys, dev_genesis
 from verifier import signers as signers_module
-from verifier.signers import Pending, Signers, default_pool_size, derive_encoded
+from verifier.signers import Pending, Signers, _Chunks, default_pool_size, derive_encoded, derive_messages
 
 keys = Keys("signers-")
 genesis = dev_genesis(keys)
@@ -49,6 +49,33 @@ def expected(orders: list[SignedOrder]) -> tuple[dict[int, bytes], dict[int, byt
         except Exception:
             continue
     return ids, signers
+
+
+def cancels(first: int, n: int) -> list[Cancel | CancelAll]:
+    """n cancels and cancel-alls by four traders, one forged in another's name, one with a junk signature."""
+    txs: list[Cancel | CancelAll] = []
+    for i in range(first, first + n):
+        name = f"t{i % 4}"
+        if i % 3:
+            txs.append(eip712.sign_cancel(PRESET, keys[name], bytes([i % 256]) * 32))
+        else:
+            txs.append(eip712.sign_cancel_all(PRESET, keys[name], i))
+    victim = keys.addr("t1")
+    txs[1] = Cancel(victim, bytes(32), sign_digest(keys["mallory"], eip712.cancel_digest(PRESET, victim, bytes(32))))
+    txs[2] = replace(txs[2], signature=b"\xff" * 65)
+    return txs
+
+
+def expected_recovered(txs: list[Cancel | CancelAll]) -> dict[tuple[bytes, bytes], bytes]:
+    out = {}
+    for tx in txs:
+        digest = (eip712.cancel_digest(PRESET, tx.account, tx.order_id) if isinstance(tx, Cancel)
+                  else eip712.cancel_all_digest(PRESET, tx.account, tx.nonce_floor))
+        try:
+            out[digest, tx.signature] = recover_address(digest, tx.signature)
+        except Exception:
+            continue
+    return out
 
 
 @pytest.fixture
@@ -84,15 +111,29 @@ def test_the_next_batch_is_derived_while_this_one_is_collected(pooled: Signers) 
     assert p2.result() == expected(two) and p1.result() == expected(one)
 
 
-def test_a_broken_pool_costs_time_not_a_verdict(pooled: Signers) -> None:
+def test_a_worker_dying_mid_batch_costs_time_not_a_verdict(pooled: Signers) -> None:
     orders = batch(0, 8)
     real = pooled.submit(orders)
     real.result()
     broken: Future[list[tuple[bytes, bytes | None]]] = Future()
     broken.set_exception(BrokenProcessPool("a worker died"))
-    pending = Pending(pooled, {}, {}, real.todo, real.keys, [broken])
+    chunks = _Chunks(PRESET, derive_encoded, real.keys, None, len(real.keys))
+    chunks.derived, chunks.futures = None, [broken]  # type: ignore[list-item]
+    pending = Pending(pooled, {}, {}, real.todo, real.keys, chunks, {}, _Chunks(PRESET, derive_messages, [], None, 1))
     assert pending.result() == expected(orders)
     # the broken pool is dropped; the next big batch gets a new one
+    assert pooled._pool is None
+    assert pooled.submit(batch(300, 8)).result() == expected(batch(300, 8))
+
+
+def test_a_pool_broken_before_the_batch_costs_time_not_a_verdict(pooled: Signers) -> None:
+    pooled.for_batch(batch(500, 4))  # the pool is up
+    assert pooled._pool is not None
+    with pytest.raises(BrokenProcessPool):
+        pooled._pool.submit(os._exit, 1).result()  # a worker dies (killed, out of memory)
+    orders, txs = batch(0, 8), cancels(600, 4)
+    pending = pooled.submit(orders, txs=txs)
+    assert pending.result() == expected(orders) and pending.recovered() == expected_recovered(txs)
     assert pooled._pool is None
     assert pooled.submit(batch(300, 8)).result() == expected(batch(300, 8))
 
@@ -113,7 +154,7 @@ def test_the_node_recovers_the_chunks_no_worker_has_started(tmp_path: Path) -> N
         gate = tmp_path / "gate"
         held = s._pool.submit(_hold, str(gate))
         pending = s.submit(orders)
-        parts = list(pending.parts)
+        parts = list(pending.orders.futures)
         assert len(parts) == 8
 
         def release() -> None:  # once the node has taken the last chunk itself, let the worker go on
@@ -215,3 +256,39 @@ def test_one_bad_order_among_them_sends_each_to_recovery(bad: str, no_keys_known
     ids, signers = expected(orders)
     assert [(oid, signer) for oid, signer, _ in got] == [(ids[i], signers.get(i)) for i in range(80)]
     assert got[40][1] == (keys.addr("mallory") if bad == "forged" else None)
+
+
+@pytest.mark.parametrize("where", ["inline", "pooled"])
+def test_the_cancels_signers_come_along(where: str, pooled: Signers, no_keys_known: None,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cancel's and cancel-all's (digest, signature) -> the signer the STF would recover:
+    a forged one's is the forger, a junk one is left out (the STF then refuses it itself). The
+    next batch's, the traders' keys known, are checked together and agree."""
+    signers = Signers(PRESET, workers=1) if where == "inline" else pooled
+    txs = cancels(0, 150)
+    got = signers.submit([], txs=[order("t0", 1), *txs]).recovered()  # type: ignore[list-item]
+    assert got == expected_recovered(txs)
+    assert got[eip712.cancel_digest(PRESET, txs[1].account, txs[1].order_id), txs[1].signature] == keys.addr("mallory")  # type: ignore[union-attr]
+    honest = cancels(1000, 150)[3:]
+    calls = counting_recoveries(monkeypatch)
+    assert signers.submit([], txs=honest).recovered() == expected_recovered(honest)
+    if where == "inline":
+        assert calls[0] == 0  # all checked together
+
+
+def test_a_batch_judged_with_its_cancels_signers_handed_over_is_judged_the_same() -> None:
+    """apply_batch with `recovered` from Signers gives the same post-state as recovering in the STF."""
+    from contracts_spec.state import State
+    from contracts_spec.stf import apply_batch
+    from sequencer.scenario import BatchBuilder
+
+    b = BatchBuilder(genesis, keys)
+    for i in range(4):
+        b.deposit(f"t{i}", 10**12)
+    env = b.env(genesis.genesis_time + 10)
+    b.apply(pre := State.from_genesis(genesis), genesis.genesis_time + 5)
+    body = BatchData((), tuple(cancels(0, 12)[3:]))
+    one, two = pre.copy(), pre.copy()
+    apply_batch(one, body, env)
+    apply_batch(two, body, env, recovered=Signers(PRESET, workers=1).submit([], txs=body.txs).recovered())
+    assert one.root() == two.root() != pre.root()
