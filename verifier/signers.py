@@ -1,16 +1,18 @@
 """Order ids and signers for a batch, derived ahead of the STF: remembered across batches (a
 resting order is filled in many batches) and, on machines with two cores or more, in worker
-processes for big batches, in the background while the node executes the batch before.
+processes for big batches, in the background while the node executes the batch before. The
+signers of the batch's cancels and cancel-alls come along the same way.
 
 Each id is `eip712.order_digest_of_encoding` (the spec's `order_digest`, read off the order's
 encoding) and each signer `crypto.recover_address`, as `BatchOrders.verify` computes them:
 handing them to `apply_batch` changes where they run, never what they are. An order whose
 signature does not recover is left out, so the STF itself rejects it with its named error.
-Recovery dominated replay: ~50 us an order here, two fresh orders a trade, against ~70 us a
-trade for the rest of the replay (bench/verifier.py); so the orders of accounts seen before are
-checked together against the keys recovered earlier (`crypto.is_each_signed_by`, ~25 us an order). Each order's leaf of the header's
-orders_root (`codec.signed_order_hash`, the keccak of the encoding the cache is keyed by) comes
-along, so the node's own thread does not hash the orders again.
+Recovery dominated replay (~50 us a signature here, two fresh orders a trade, against ~70 us a
+trade for the rest of the replay), so the signatures of accounts seen before are checked
+together against the keys recovered earlier (`crypto.is_each_signed_by`, ~25 us a signature;
+bench/verifier.py). Each order's leaf of the header's orders_root (`codec.signed_order_hash`,
+the keccak of the encoding the cache is keyed by) comes along, so the node's own thread does
+not hash the orders again.
 """
 
 from __future__ import annotations
