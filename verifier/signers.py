@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from contracts_spec import codec, eip712
 from contracts_spec.crypto import address_of_key_bytes, is_each_signed_by, keccak, recover_public_key
 from contracts_spec.errors import SpecError
-from contracts_spec.types import Address, Cancel, CancelAll, Hash32, Preset, SignedOrder, Tx
+from contracts_spec.types import Address, Cancel, CancelAll, Hash32, Preset, SignedOrder, Trade, Tx
 from l1_mock.cli_common import usable_cpus
 
 _Known = tuple[Hash32, Address | None, Hash32]  # (order id, signer or None, orders_root leaf)
@@ -228,17 +228,23 @@ class Signers:
         """Start deriving a batch's ids and signers: orders seen before from the cache, the rest
         in the pool (big batches, a pool configured) or inline; and the signers of its cancels
         (`txs`: the batch's transactions). `encodings`: each order's `codec.encode_signed_order`,
-        when the batch data holds them already."""
+        when the batch data holds them already. Given `txs`, orders no trade names get their
+        orders_root leaf only: the STF never checks them, so junk among them costs nothing (and
+        an order left out would only be recovered by the STF itself)."""
         ids: dict[int, Hash32] = {}
         signers: dict[int, Address] = {}
         leaves: dict[int, Hash32] = {}
         todo: list[int] = []
         keys: list[bytes] = []
         cache, encode = self._cache, codec.encode_signed_order
+        traded = {i for tx in txs if type(tx) is Trade for i in (tx.maker, tx.taker)} if txs else None
         for i, so in enumerate(orders):
             key = encode(so) if encodings is None else encodings[i]
             hit = cache.get(key)
             if hit is None:
+                if traded is not None and i not in traded:
+                    leaves[i] = keccak(key)
+                    continue
                 todo.append(i)
                 keys.append(key)
                 continue

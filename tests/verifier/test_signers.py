@@ -16,7 +16,7 @@ import pytest
 
 from contracts_spec import codec, eip712
 from contracts_spec.crypto import recover_address, sign_digest
-from contracts_spec.types import BatchData, Cancel, CancelAll, Order, SignedOrder, TimeInForce
+from contracts_spec.types import BatchData, Cancel, CancelAll, Order, SignedOrder, TimeInForce, Trade
 from sequencer.scenario import Keys, dev_genesis
 from verifier import signers as signers_module
 from verifier.signers import Pending, Signers, _Chunks, default_pool_size, derive_encoded, derive_messages
@@ -132,7 +132,8 @@ def test_a_pool_broken_before_the_batch_costs_time_not_a_verdict(pooled: Signers
     with pytest.raises(BrokenProcessPool):
         pooled._pool.submit(os._exit, 1).result()  # a worker dies (killed, out of memory)
     orders, txs = batch(0, 8), cancels(600, 4)
-    pending = pooled.submit(orders, txs=txs)
+    trades = [Trade(i, i + 1, 1, 500_000) for i in range(0, len(orders), 2)]  # type: ignore[arg-type]
+    pending = pooled.submit(orders, txs=[*trades, *txs])
     assert pending.result() == expected(orders) and pending.recovered() == expected_recovered(txs)
     assert pooled._pool is None
     assert pooled.submit(batch(300, 8)).result() == expected(batch(300, 8))
@@ -292,3 +293,21 @@ def test_a_batch_judged_with_its_cancels_signers_handed_over_is_judged_the_same(
     apply_batch(one, body, env)
     apply_batch(two, body, env, recovered=Signers(PRESET, workers=1).submit([], txs=body.txs).recovered())
     assert one.root() == two.root() != pre.root()
+
+
+def test_orders_no_trade_names_are_not_recovered(no_keys_known: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Junk orders no trade uses (the STF never checks them) would fail every together-check they
+    were in and send its orders to recovery one by one: they get their orders_root leaf only."""
+    derive_encoded(PRESET, [codec.encode_signed_order(so) for so in batch(0, 8)])  # the traders' keys
+    honest = [order(f"t{i % 4}", i) for i in range(3000, 3080)]
+    junk = [replace(order("t2", 4000 + i), signature=b"\xff" * 65) for i in range(3)]
+    orders = honest[:10] + junk[:1] + honest[10:50] + junk[1:] + honest[50:]
+    used = [i for i, so in enumerate(orders) if so.signature != b"\xff" * 65]
+    txs = [Trade(used[j], used[j + 1], 1, 500_000) for j in range(0, len(used), 2)]  # type: ignore[arg-type]
+    calls = counting_recoveries(monkeypatch)
+    pending = Signers(PRESET, workers=1).submit(orders, txs=txs)
+    ids, signers = pending.result()
+    assert calls[0] == 0  # the used orders all checked together
+    want_ids, want_signers = expected(orders)
+    assert ids == {i: want_ids[i] for i in used} and signers == {i: want_signers[i] for i in used}
+    assert pending.leaves() == [codec.signed_order_hash(so) for so in orders]
