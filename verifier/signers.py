@@ -57,12 +57,22 @@ def derive_encoded(preset: Preset, encoded: Sequence[bytes]) -> list[_Known]:
     return [(oid, signer, keccak(b)) for oid, signer, b in zip(ids, signers, encoded, strict=True)]
 
 
-def derive_messages(preset: Preset, messages: Sequence[Message]) -> list[tuple[Hash32, Address | None]]:
+def derive_messages(preset: Preset, messages: Sequence[Message]) -> list[tuple[Hash32 | None, Address | None]]:
     """(digest, signer or None) of each cancel's or cancel-all's signed message, as the STF
-    computes them (`eip712.cancel_digest`, `cancel_all_digest`, `recover_address`)."""
-    digests = [eip712.cancel_digest(preset, account, what) if isinstance(what, bytes)
-               else eip712.cancel_all_digest(preset, account, what) for account, what, _ in messages]
-    signers = signers_of(digests, [m[2] for m in messages], [m[0] for m in messages])
+    computes them (`eip712.cancel_digest`, `cancel_all_digest`, `recover_address`); (None, None)
+    where the message has no digest (the STF then refuses it itself)."""
+    digests: list[Hash32 | None] = []
+    for account, what, _ in messages:
+        try:
+            digests.append(eip712.cancel_digest(preset, account, what) if isinstance(what, bytes)
+                           else eip712.cancel_all_digest(preset, account, what))
+        except SpecError:
+            digests.append(None)
+    ok = [i for i, digest in enumerate(digests) if digest is not None]
+    found = signers_of([d for d in digests if d is not None], [messages[i][2] for i in ok], [messages[i][0] for i in ok])
+    signers: list[Address | None] = [None] * len(messages)
+    for i, signer in zip(ok, found, strict=True):
+        signers[i] = signer
     return list(zip(digests, signers, strict=True))
 
 
@@ -149,7 +159,7 @@ class Pending:
 
     def __init__(self, owner: Signers, ids: dict[int, Hash32], signers: dict[int, Address], todo: list[int],
                  keys: list[bytes], orders: _Chunks[bytes, _Known], leaves: dict[int, Hash32],
-                 messages: _Chunks[Message, tuple[Hash32, Address | None]]) -> None:
+                 messages: _Chunks[Message, tuple[Hash32 | None, Address | None]]) -> None:
         """`leaves`: the orders_root leaves known so far (of the orders not in `todo`)."""
         self.owner, self.ids, self.signers, self._leaves = owner, ids, signers, leaves
         self.todo, self.keys, self.orders, self.messages = todo, keys, orders, messages
@@ -181,7 +191,7 @@ class Pending:
             if self.messages.broken:
                 self.owner.close()
             self._recovered = {(digest, m[2]): signer for m, (digest, signer) in zip(self.messages.items, derived, strict=True)
-                               if signer is not None}
+                               if digest is not None and signer is not None}
         return self._recovered
 
     def leaves(self) -> list[Hash32]:

@@ -311,3 +311,9 @@ def test_orders_no_trade_names_are_not_recovered(no_keys_known: None, monkeypatc
     want_ids, want_signers = expected(orders)
     assert ids == {i: want_ids[i] for i in used} and signers == {i: want_signers[i] for i in used}
     assert pending.leaves() == [codec.signed_order_hash(so) for so in orders]
+
+
+def test_a_message_without_a_digest_is_left_to_the_stf() -> None:
+    good = eip712.sign_cancel_all(PRESET, keys["t0"], 5)
+    got = derive_messages(PRESET, [(good.account, 2**64, good.signature), (good.account, 5, good.signature)])
+    assert got == [(None, None), (eip712.cancel_all_digest(PRESET, good.account, 5), good.account)]
