@@ -77,6 +77,8 @@ def test_signatures_that_recover_their_keys_pass_together(check) -> None:  # typ
     assert check(GOOD[:1], SEED) and check([], SEED)
     assert check(GOOD + GOOD[:7], SEED)  # the same signature twice
     assert is_each_signed_by([signed(i, key=3) for i in range(80)], SEED)  # one key for all
+    raw_v = [(d, s[:64] + bytes([s[64] - 27]), k) for d, s, k in GOOD]  # v as 0 or 1: recovery takes both
+    assert recovers_each(raw_v) and check(raw_v, SEED)
 
 
 @pytest.mark.parametrize("where", [0, 57, 119])
