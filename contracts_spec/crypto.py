@@ -104,6 +104,7 @@ try:
     _create = _lib.secp256k1_ec_pubkey_create
     _tweak_mul = _lib.secp256k1_ec_pubkey_tweak_mul
     _COMPRESSED = _lib.SECP256K1_EC_COMPRESSED
+    _combine_points = _lib.secp256k1_ec_pubkey_combine
 
     def _recover_public_key(digest: bytes, signature: bytes, v: int) -> bytes | None:
         """`_recover_public_key_coincurve`, calling libsecp256k1 through coincurve's bindings."""
@@ -118,7 +119,7 @@ try:
     def _combine(points: list[Any]) -> Any:
         """The sum of `points` (secp256k1_pubkey pointers), None for the point at infinity."""
         out = _new("secp256k1_pubkey *")
-        return out if _lib.secp256k1_ec_pubkey_combine(_ctx, out, points, len(points)) else None
+        return out if _combine_points(_ctx, out, points, len(points)) else None
 
     def _compressed(point: Any) -> bytes:
         out, size = _new("unsigned char[33]"), _new("size_t *", 33)
