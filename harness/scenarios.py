@@ -314,13 +314,18 @@ def s_verifier_restart(lab: Lab, r: Result) -> None:
     def restart(rec: dict) -> None:
         bid = rec["batch_id"]
 
+        # Killed on the slow defender's turn, which lasts a second (its delay): after verifier-1
+        # has answered once where the batch has room for an answer (4 transactions or more: three
+        # moves in was too late there, the challenger's last answer and its step following the
+        # third at once), else right after its opening (a batch of 2: reveal, then the step).
+        lab.obs.sync()
+        batch = lab.obs.batch(bid)
+        answered_first = batch is None or batch.tx_count >= 4
+
         def midgame() -> bool:
-            # the slow defender's turn after verifier-1 has answered once: it has a second (the
-            # defender's delay) to be killed in. Three moves in was too late for a 4-transaction
-            # batch, where the challenger's last answer and its step follow the third at once.
             games = lab.obs.games_on(bid)
-            return any(g.status != "open" or (any(m["kind"] == "answer" for m in g.moves)
-                                              and g.moves[-1].get("game", {}).get("turn") == 0)
+            return any(g.status != "open" or (g.moves[-1].get("game", {}).get("turn") == 0
+                                              and (not answered_first or any(m["kind"] == "answer" for m in g.moves)))
                        for g in games)
 
         wait_for(midgame, "verifier-1's game to be under way", 60, poll=0.02)
