@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trader_net import BTC, PRICE, USDC, Net, db_fixture, free_port, net_fixture, wait_for  # noqa: F401  (fixtures)
+from trader_net import BTC, PRICE, USDC, Net, db_fixture, free_port, net_fixture, shared_net_fixture, wait_for  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 from contracts_spec.types import SetMarketParams
@@ -55,7 +55,8 @@ def cli(net: Net, tmp_path: Path) -> Cli:
     return Cli(net, tmp_path / "keys")
 
 
-def test_keys(cli: Cli) -> None:
+def test_keys(shared_net: Net, tmp_path: Path) -> None:
+    cli = Cli(shared_net, tmp_path / "keys")
     created = cli.ok("keys", "create", "mine")
     assert created["address"].startswith("0x") and len(created["address"]) == 42
     assert os.stat(created["path"]).st_mode & 0o777 == 0o600
@@ -144,8 +145,8 @@ def test_trading_from_the_command_line(cli: Cli, net: Net) -> None:
     assert text.exit_code == 0 and "market_params" in text.stdout
 
 
-def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
-    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_TRADER_HOME": str(tmp_path),
+def test_the_console_entry_point_runs(shared_net: Net, tmp_path: Path) -> None:
+    env = {**os.environ, "RAMPART_L1_URL": shared_net.l1_url, "RAMPART_TRADER_HOME": str(tmp_path),
            "RAMPART_TRADER_KEY": "0x" + Keys()["carol"].hex()}
     done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "--json", "escape-status"],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -156,8 +157,8 @@ def test_the_console_entry_point_runs(net: Net, tmp_path: Path) -> None:
     assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "insufficient_balance"
 
 
-def test_a_bad_query_parameter_is_one_clean_line_naming_it(net: Net, tmp_path: Path) -> None:
-    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_SEQUENCER_URL": net.seq_url,
+def test_a_bad_query_parameter_is_one_clean_line_naming_it(shared_net: Net, tmp_path: Path) -> None:
+    env = {**os.environ, "RAMPART_L1_URL": shared_net.l1_url, "RAMPART_SEQUENCER_URL": shared_net.seq_url,
            "RAMPART_TRADER_HOME": str(tmp_path), "RAMPART_TRADER_KEY": "0x" + Keys()["carol"].hex()}
     done = subprocess.run([sys.executable, "-m", "sequencer.trader_cli", "book", "BTC", "--depth", "-5"],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -169,9 +170,9 @@ def test_a_bad_query_parameter_is_one_clean_line_naming_it(net: Net, tmp_path: P
     assert done.returncode == 1 and json.loads(done.stdout)["error"]["code"] == "malformed"
 
 
-def test_public_reads_need_no_key(net: Net, tmp_path: Path) -> None:
+def test_public_reads_need_no_key(shared_net: Net, tmp_path: Path) -> None:
     home = tmp_path / "trader-home"
-    env = {**os.environ, "RAMPART_L1_URL": net.l1_url, "RAMPART_SEQUENCER_URL": net.seq_url,
+    env = {**os.environ, "RAMPART_L1_URL": shared_net.l1_url, "RAMPART_SEQUENCER_URL": shared_net.seq_url,
            "RAMPART_TRADER_HOME": str(home)}
     env.pop("RAMPART_TRADER_KEY", None)
 
@@ -181,7 +182,7 @@ def test_public_reads_need_no_key(net: Net, tmp_path: Path) -> None:
 
     markets = trader("markets")
     assert markets.returncode == 0, markets.stderr
-    assert [m["symbol"] for m in json.loads(markets.stdout)] == [m.symbol for m in net.genesis.markets]
+    assert [m["symbol"] for m in json.loads(markets.stdout)] == [m.symbol for m in shared_net.genesis.markets]
     book = trader("book", "BTC", "--depth", "3")
     assert book.returncode == 0 and {"bids", "asks"} <= set(json.loads(book.stdout)), book.stdout + book.stderr
     governance = trader("governance")

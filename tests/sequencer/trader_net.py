@@ -191,9 +191,12 @@ class Net:
         wait_for(lambda: life() == "final", f"{what} to be final")
 
 
-@pytest.fixture(name="db", params=["sqlite"] + (["postgresql"] if PG_URL else []))
-def db_fixture(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
-    if request.param == "sqlite":
+DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def database(kind: str) -> Iterator[tuple[str, str | None]]:
+    """SQLite files in the network's directory, or fresh PostgreSQL schemas dropped after."""
+    if kind == "sqlite":
         yield "sqlite", None
         return
     assert PG_URL is not None
@@ -206,10 +209,27 @@ def db_fixture(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None
     engine.dispose()
 
 
-@pytest.fixture(name="net")
-def net_fixture(tmp_path: Path, db: tuple[str, str | None]) -> Iterator[Net]:
-    n = Net(tmp_path, db, Keys())
+def running(tmp: Path, db: tuple[str, str | None]) -> Iterator[Net]:
+    n = Net(tmp, db, Keys())
     try:
         yield n.start()
     finally:
         n.stop()
+
+
+@pytest.fixture(name="db", params=DATABASES)
+def db_fixture(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
+    yield from database(request.param)
+
+
+@pytest.fixture(name="net")
+def net_fixture(tmp_path: Path, db: tuple[str, str | None]) -> Iterator[Net]:
+    """A fresh network for one test."""
+    yield from running(tmp_path, db)
+
+
+@pytest.fixture(name="shared_net", scope="module", params=DATABASES)
+def shared_net_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    """One network for a module's tests that only read from it or refuse before changing it."""
+    for db in database(request.param):
+        yield from running(tmp_path_factory.mktemp("shared-net"), db)

@@ -93,6 +93,26 @@ def auth(keys: Keys, genesis: Genesis, name: str, now: int) -> dict[str, str]:
     return {"X-Rampart-Timestamp": str(now), "X-Rampart-Signature": "0x" + sig.hex()}
 
 
+def orders_served(http: httpx.Client, keys: Keys, genesis: Genesis, owners: dict[str, str]) -> dict[str, Any]:
+    """order id -> the sequencer's view, for every order of `owners` (id -> owner) it serves: each
+    account's list (newest 1,000), then one by one whatever is not in it."""
+    now = int(http.get("/v1/time").json()["time"])
+    served: dict[str, Any] = {}
+    for name in sorted(set(owners.values())):
+        listed = http.get(f"/v1/accounts/0x{keys.addr(name).hex()}/orders", params={"limit": 1000},
+                          headers=auth(keys, genesis, name, now))
+        assert listed.status_code == 200, listed.text
+        served.update((o["orderId"], o) for o in listed.json())
+    for oid, name in owners.items():
+        if oid not in served:
+            r = http.get(f"/v1/accounts/0x{keys.addr(name).hex()}/orders/{oid}", headers=auth(keys, genesis, name, now))
+            if r.status_code == 200:
+                served[oid] = r.json()
+            else:
+                assert r.status_code == 404, r.text
+    return served
+
+
 def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, db: tuple[str, str | None],
                                      snapshot_every: int | None) -> None:
     l1, seq = procs
@@ -161,25 +181,25 @@ def test_kill9_under_load_many_times(procs: Any, keys: Keys, genesis: Genesis, d
         for th in threads:
             th.join(30)
         seq.start()
-        now = int(http.get("/v1/time").json()["time"])
         # every acknowledged order and cancel survived
-        for oid, name in list(acked.items()):
-            r = http.get(f"/v1/accounts/0x{keys.addr(name).hex()}/orders/{oid}", headers=auth(keys, genesis, name, now))
-            assert r.status_code == 200, (round_, oid, r.text)
+        served_orders = orders_served(http, keys, genesis, acked)
+        for oid in acked:
+            assert oid in served_orders, (round_, oid)
             if oid in cancelled:
-                assert r.json()["status"] == "cancelled"
+                assert served_orders[oid]["status"] == "cancelled", (round_, oid, served_orders[oid])
 
     # batches continue and every output gets posted
     wait_for(lambda: (lambda h: h["batched"] == h["outputs"] and not h["pendingPost"])(http.get("/health").json()),
              "everything batched", bound=120)
+    now = int(http.get("/v1/time").json()["time"])
     served = {
         "book": http.get("/v1/markets/0/book?depth=1000").json(),
         "margins": {n: http.get(f"/v1/accounts/0x{keys.addr(n).hex()}/margin", headers=auth(keys, genesis, n, now)).json()
                     for n in NAMES},
         "batches": http.get("/v1/batches?limit=1000").json(),
     }
-    filled = {oid: http.get(f"/v1/accounts/0x{keys.addr(n).hex()}/orders/{oid}",
-                            headers=auth(keys, genesis, n, now)).json()["filled"] for oid, n in acked.items()}
+    served_orders = orders_served(http, keys, genesis, acked)
+    filled = {oid: served_orders[oid]["filled"] for oid in acked}
     seq.stop()
     http.close()
 
