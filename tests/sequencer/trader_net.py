@@ -117,7 +117,7 @@ class Net:
 
     def start_sequencer(self) -> None:
         self.seq = Proc([sys.executable, "-m", "sequencer.cli", "--l1", self.l1_url, *self._db_args("seq.db"),
-                         "--port", str(self.seq_port), "--batch-interval", "0.05", "--follow-interval", "0.02"],
+                         "--port", str(self.seq_port), "--batch-interval", "0.1", "--follow-interval", "0.1"],
                         self.tmp / "seq.log", self.seq_url + "/health")
 
     def stop_sequencer(self) -> None:

@@ -101,7 +101,7 @@ class Net:
     def settings(self) -> Settings:
         assert self.l1 is not None
         return Settings(**{"l1_url": self.l1.url, "db": self.db[0], "db_schema": self.db[1], "batch_interval": 0.1,
-                           "follow_interval": 0.05, **self.overrides})
+                           "follow_interval": 0.1, **self.overrides})
 
     def start_seq(self) -> Net:
         settings = self.settings()
