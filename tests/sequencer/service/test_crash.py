@@ -31,7 +31,7 @@ from sequencer.scenario import ORACLE_NAMES, Keys
 
 from .conftest import BTC, NATIVE, USDC, Trader, free_port, report_wire, wait_for
 
-ROUNDS = 6
+ROUNDS = 3
 PRICE = 500_000
 NAMES = [f"crash{i}" for i in range(4)]
 
