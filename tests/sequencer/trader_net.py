@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ class Net:
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+@contextmanager
 def database(kind: str) -> Iterator[tuple[str, str | None]]:
     """SQLite files in the network's directory, or fresh PostgreSQL schemas dropped after."""
     if kind == "sqlite":
@@ -201,14 +203,17 @@ def database(kind: str) -> Iterator[tuple[str, str | None]]:
         return
     assert PG_URL is not None
     prefix = "trader_" + uuid.uuid4().hex[:10]
-    yield PG_URL, prefix
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        for suffix in ("l1", "seq"):
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{prefix}_{suffix}" CASCADE'))
-    engine.dispose()
+    try:
+        yield PG_URL, prefix
+    finally:
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            for suffix in ("l1", "seq"):
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{prefix}_{suffix}" CASCADE'))
+        engine.dispose()
 
 
+@contextmanager
 def running(tmp: Path, db: tuple[str, str | None]) -> Iterator[Net]:
     n = Net(tmp, db, Keys())
     try:
@@ -219,17 +224,19 @@ def running(tmp: Path, db: tuple[str, str | None]) -> Iterator[Net]:
 
 @pytest.fixture(name="db", params=DATABASES)
 def db_fixture(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
-    yield from database(request.param)
+    with database(request.param) as db:
+        yield db
 
 
 @pytest.fixture(name="net")
 def net_fixture(tmp_path: Path, db: tuple[str, str | None]) -> Iterator[Net]:
     """A fresh network for one test."""
-    yield from running(tmp_path, db)
+    with running(tmp_path, db) as net:
+        yield net
 
 
 @pytest.fixture(name="shared_net", scope="module", params=DATABASES)
 def shared_net_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     """One network for a module's tests that only read from it or refuse before changing it."""
-    for db in database(request.param):
-        yield from running(tmp_path_factory.mktemp("shared-net"), db)
+    with database(request.param) as db, running(tmp_path_factory.mktemp("shared-net"), db) as net:
+        yield net
